@@ -1,0 +1,264 @@
+"""Registry of reproducible experiments.
+
+A zoo entry registers experiments in its ``experiments`` module::
+
+    from bayes.experiments import RunContext, experiment
+
+    @experiment("conjugate-normal", "NUTS on a conjugate Normal model vs its exact posterior")
+    def conjugate_normal(ctx: RunContext) -> dict:
+        ...  # heavy imports go here, not at module level
+        return {"max_abs_error": 0.01}
+
+:func:`registry` discovers ``bayes.models.<entry>.experiments`` for every
+entry (plus the modules in ``EXTRA_MODULES``) without importing JAX, so
+``bayes run --list`` is fast. :func:`run_experiment` calls the function with a
+:class:`RunContext` and writes ``results.json`` (the returned figures, the
+settings, package versions, timings and the list of plots) to ``ctx.out``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import importlib.util
+import json
+import math
+import os
+import pkgutil
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = [
+    "EXTRA_MODULES",
+    "Experiment",
+    "ExperimentError",
+    "RunContext",
+    "experiment",
+    "package_versions",
+    "registry",
+    "run_experiment",
+    "to_jsonable",
+]
+
+#: Modules outside the zoo that register experiments (imported when present).
+EXTRA_MODULES: tuple[str, ...] = ("bayes.bo.experiments",)
+
+_REGISTRY: dict[str, Experiment] = {}
+_DISCOVERED = False
+T = TypeVar("T")
+
+
+class ExperimentError(ValueError):
+    """Bad request to the registry: unknown name, unusable output folder."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A registered experiment.
+
+    Attributes:
+        name: Unique name used on the command line (``bayes run NAME``).
+        description: One line shown by ``bayes run --list``.
+        fn: ``fn(ctx: RunContext) -> dict`` returning JSON-able results.
+        module: Module that defined it.
+    """
+
+    name: str
+    description: str
+    fn: Callable[[RunContext], dict[str, Any]]
+    module: str
+
+
+@dataclass
+class RunContext:
+    """What an experiment gets: its settings and helpers to report.
+
+    Attributes:
+        quick: Reduced size that finishes in under a minute on 2 cores.
+        seed: Master seed; derive every random stream from it.
+        out: Output folder (exists and is writable).
+        progress: Whether to show progress bars.
+        figures: Names of the PNG files written through :meth:`savefig`.
+    """
+
+    quick: bool
+    seed: int
+    out: Path
+    progress: bool = True
+    figures: list[str] = field(default_factory=list)
+
+    def savefig(self, fig: Any, name: str) -> Path:
+        """Save a matplotlib figure as ``out/name.png`` and close it."""
+        import matplotlib.pyplot as plt
+
+        filename = name if name.endswith(".png") else f"{name}.png"
+        path = self.out / filename
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        self.figures.append(filename)
+        return path
+
+    def track(self, iterable: Iterable[T], total: int | None = None, desc: str = "") -> Iterator[T]:
+        """Iterate with a progress bar (a no-op wrapper when progress is off)."""
+        from bayes._progress import progress_bar
+
+        with progress_bar(total=total, desc=desc, enabled=self.progress) as bar:
+            for item in iterable:
+                yield item
+                bar.update(1)
+
+    def log(self, message: str) -> None:
+        """Print a status line to standard error (kept out of stdout)."""
+        print(message, file=sys.stderr, flush=True)
+
+
+def experiment(name: str, description: str) -> Callable[[Callable[..., dict]], Callable[..., dict]]:
+    """Decorator registering ``fn(ctx) -> dict`` as experiment ``name``.
+
+    Args:
+        name: Unique, lower-case, dash-separated name.
+        description: One line for ``bayes run --list``.
+
+    Raises:
+        ValueError: If ``name`` is already taken by another function.
+    """
+
+    def decorate(fn: Callable[..., dict]) -> Callable[..., dict]:
+        existing = _REGISTRY.get(name)
+        if existing is not None and existing.module != fn.__module__:
+            raise ValueError(f"experiment {name!r} is already registered by {existing.module}")
+        _REGISTRY[name] = Experiment(name, description.strip(), fn, fn.__module__)
+        return fn
+
+    return decorate
+
+
+def _discover() -> None:
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    import bayes.models
+
+    names = [
+        f"bayes.models.{info.name}.experiments"
+        for info in pkgutil.iter_modules(bayes.models.__path__)
+        if info.ispkg
+    ]
+    for module_name in [*names, *EXTRA_MODULES]:
+        try:
+            spec = importlib.util.find_spec(module_name)
+        except ModuleNotFoundError:
+            spec = None
+        if spec is not None:
+            importlib.import_module(module_name)
+    _DISCOVERED = True
+
+
+def registry() -> dict[str, Experiment]:
+    """All registered experiments, by name (sorted)."""
+    _discover()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and of the installed scientific packages."""
+    from importlib import metadata
+
+    versions = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in (
+        "bayes", "jax", "jaxlib", "numpyro", "blackjax", "optax", "arviz",
+        "numpy", "scipy", "torch", "botorch", "gpytorch",
+    ):  # fmt: skip
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert NumPy/JAX scalars and arrays, paths and tuples to JSON types.
+
+    Non-finite floats become ``None`` so the output stays strict JSON.
+    """
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist") and callable(value.tolist):
+        return to_jsonable(value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if hasattr(value, "item"):
+        return to_jsonable(value.item())
+    return str(value)
+
+
+def _prepare_out(out: Path) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".bayes-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ExperimentError(f"cannot write to output folder {str(out)!r}: {reason}") from None
+    return out
+
+
+def run_experiment(
+    name: str,
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    out: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run a registered experiment and write ``results.json`` and its plots.
+
+    Args:
+        name: Registered name (see :func:`registry`).
+        quick: Reduced size for tests and the showcase.
+        seed: Master seed.
+        out: Output folder; defaults to ``results/NAME``.
+        progress: Show progress bars.
+
+    Returns:
+        The content written to ``out/results.json``.
+
+    Raises:
+        ExperimentError: Unknown name or unwritable output folder.
+    """
+    experiments = registry()
+    if name not in experiments:
+        known = ", ".join(experiments) or "none"
+        raise ExperimentError(f"unknown experiment {name!r} (known: {known})")
+    folder = _prepare_out(Path(out) if out is not None else Path("results") / name)
+    ctx = RunContext(quick=quick, seed=seed, out=folder, progress=progress)
+    started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    results = experiments[name].fn(ctx)
+    record = {
+        "experiment": name,
+        "description": experiments[name].description,
+        "settings": {"quick": quick, "seed": seed, "out": str(folder)},
+        "results": results,
+        "figures": ctx.figures,
+        "timings": {"total_s": time.perf_counter() - t0},
+        "started": started,
+        "versions": package_versions(),
+    }
+    record = to_jsonable(record)
+    tmp = folder / "results.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, folder / "results.json")
+    return record

@@ -1,0 +1,1 @@
+"""mcmc inference algorithms (pure JAX)."""

@@ -1,0 +1,1 @@
+"""smc inference algorithms (pure JAX)."""

@@ -1,0 +1,1 @@
+"""vi inference algorithms (pure JAX)."""

@@ -1,0 +1,68 @@
+"""Test configuration shared by the whole suite.
+
+- JAX runs on the CPU (``JAX_PLATFORMS=cpu`` is set before JAX is imported).
+- JAX's persistent compilation cache is on (``$BAYES_CACHE_DIR`` overrides
+  its folder), so a second run of the suite skips compilation.
+- ``--x64`` (or ``BAYES_TEST_X64=1``) runs the whole suite in 64-bit JAX; the
+  ``x64`` fixture turns it on for one test.
+- Every test starts from fixed seeds: ``rng_key`` and ``np_rng`` fixtures,
+  and the global NumPy/``random`` seeds reset before each test.
+- ``slow`` marks long statistical runs; they still run in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("BAYES_PROGRESS", "0")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np
+import pytest
+
+SEED = 20261122
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--x64", action="store_true", help="run JAX in 64-bit mode")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import jax
+
+    from bayes.config import enable_compilation_cache
+
+    enable_compilation_cache()
+    if config.getoption("--x64") or os.environ.get("BAYES_TEST_X64") == "1":
+        jax.config.update("jax_enable_x64", True)
+
+
+@pytest.fixture(autouse=True)
+def _fixed_seeds() -> None:
+    np.random.seed(SEED % 2**32)
+    random.seed(SEED)
+
+
+@pytest.fixture
+def rng_key():
+    """A fixed JAX PRNG key."""
+    import jax
+
+    return jax.random.key(SEED)
+
+
+@pytest.fixture
+def np_rng() -> np.random.Generator:
+    """A fixed NumPy generator."""
+    return np.random.default_rng(SEED)
+
+
+@pytest.fixture
+def x64():
+    """Run the test body with 64-bit JAX."""
+    import jax
+
+    with jax.enable_x64(True):
+        yield

@@ -1,0 +1,21 @@
+"""The documentation site builds in strict mode (any warning fails)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MKDOCS = Path(sys.executable).parent / "mkdocs"
+
+
+def test_docs_build_strict(tmp_path: Path) -> None:
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    cmd = [str(MKDOCS), "build", "--strict", "-q", "-d", str(tmp_path)]
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "index.html").exists()
+    assert (tmp_path / "benchmarks" / "index.html").exists()
+    assert (tmp_path / "api" / "models-conjugate" / "index.html").exists()
