@@ -48,7 +48,7 @@ def machine_description() -> str:
         devices = jax.devices()
         if devices and devices[0].platform != "cpu":
             accel = f"{len(devices)} x {devices[0].device_kind}"
-    except Exception:  # noqa: BLE001 - description only
+    except Exception:
         pass
     return (
         f"{cpu}, {os.cpu_count()} cores{mem}, {accel}; Python {platform.python_version()}; {pkgs}"
@@ -100,6 +100,6 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
         import jax
 
         out = jax.block_until_ready(out)
-    except Exception:  # noqa: BLE001 - non-JAX outputs
+    except Exception:
         pass
     return out, time.perf_counter() - t0
