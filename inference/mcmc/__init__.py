@@ -1,1 +1,29 @@
-"""mcmc inference algorithms (pure JAX)."""
+"""MCMC layer (pure JAX): chunked multi-chain HMC/NUTS/ChEES over BlackJAX kernels.
+
+- :mod:`~bayes.inference.mcmc.window`: Stan's window adaptation as a per-step update.
+- :mod:`~bayes.inference.mcmc.chains`: chain states, one transition, chunked runs.
+"""
+
+from bayes.inference.mcmc.chains import (
+    METHODS,
+    ChainState,
+    StepInfo,
+    Tuning,
+    build_step,
+    chees_integration_steps,
+    run_chunk,
+)
+from bayes.inference.mcmc.window import WindowAdaptationState, schedule, window_adaptation
+
+__all__ = [
+    "METHODS",
+    "ChainState",
+    "StepInfo",
+    "Tuning",
+    "WindowAdaptationState",
+    "build_step",
+    "chees_integration_steps",
+    "run_chunk",
+    "schedule",
+    "window_adaptation",
+]

@@ -1,0 +1,209 @@
+"""The chunk loop behind :func:`bayes.sample` for HMC-type methods.
+
+A run is a sequence of global steps ``t = 0 .. num_warmup + num_samples - 1``.
+Chunks start at multiples of ``chunk_size`` from the start of each phase, so
+a resumed run makes exactly the compiled calls an uninterrupted one makes
+and reproduces its draws bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayes import sampling
+from bayes.checkpoint import data_digest, load_checkpoint, save_checkpoint
+
+__all__ = ["Run"]
+
+
+def _to_numpy(tree: Any) -> Any:
+    return jax.tree.map(np.asarray, jax.device_get(tree))
+
+
+def _shard_chains(tree: Any, num_chains: int) -> Any:
+    """Split the chain axis across devices when there are several and it divides evenly."""
+    devices = jax.devices()
+    if len(devices) < 2 or num_chains % len(devices):
+        return tree
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    sharding = NamedSharding(Mesh(np.array(devices), ("chains",)), PartitionSpec("chains"))
+    return jax.device_put(tree, sharding)
+
+
+class Run:
+    """One HMC-type run: initialise or resume, advance in chunks, assemble ``InferenceData``."""
+
+    def __init__(self, target, method, settings, num_chains, num_warmup, num_samples, seed,
+                 checkpoint):  # fmt: skip
+        self.target, self.method, self.settings = target, method, settings
+        self.num_chains, self.num_warmup, self.num_samples = num_chains, num_warmup, num_samples
+        self.seed, self.checkpoint = seed, checkpoint
+        self.total = num_warmup + num_samples
+        from bayes.inference.mcmc import schedule
+
+        stage, window_end = schedule(num_warmup)
+        pad = num_samples + settings.chunk_size
+        self.stage = np.concatenate([stage, np.zeros(pad, np.int32)])
+        self.window_end = np.concatenate([window_end, np.zeros(pad, bool)])
+        self.timings = {"compile_s": 0.0, "warmup_s": 0.0, "sampling_s": 0.0}
+        self.draws: list[Any] = []
+        self.divergences = {"warmup": 0, "sampling": 0}
+        self.grad_evals = 0
+
+    def fingerprint(self) -> dict[str, Any]:
+        spec = self.target.spec
+        return {
+            "method": self.method,
+            "settings": asdict(self.settings),
+            "num_chains": self.num_chains,
+            "num_warmup": self.num_warmup,
+            "num_samples": self.num_samples,
+            "seed": self.seed,
+            "model": f"{getattr(spec.fn, '__module__', '')}.{getattr(spec.fn, '__qualname__', '')}",
+            "data": data_digest(spec.static_data, self.target.data),
+            "x64": bool(jax.config.jax_enable_x64),
+        }
+
+    def _save(self, t: int, states: Any) -> None:
+        save_checkpoint(self.checkpoint, {
+            "fingerprint": self.fingerprint(), "t": t, "states": _to_numpy(states),
+            "draws": self._stacked_draws(), "divergences": self.divergences,
+            "grad_evals": self.grad_evals, "timings": self.timings,
+            "rng_key": np.asarray(jax.random.key_data(self.run_key)),
+        })  # fmt: skip
+
+    def _stacked_draws(self) -> Any:
+        if not self.draws:
+            return None
+        return jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *self.draws)
+
+    def _start(self) -> tuple[int, Any]:
+        init_key, self.run_key, self.chees_key = jax.random.split(jax.random.key(self.seed), 3)
+        if self.checkpoint is not None:
+            payload = load_checkpoint(self.checkpoint, self.fingerprint())
+            if payload is not None:
+                self.draws = [] if payload["draws"] is None else [payload["draws"]]
+                self.divergences = payload["divergences"]
+                self.grad_evals = payload["grad_evals"]
+                self.timings = payload["timings"]
+                states = jax.tree.map(jnp.asarray, payload["states"])
+                return payload["t"], _shard_chains(states, self.num_chains)
+        positions = self.target.init_positions(rng_key=init_key, num_chains=self.num_chains)
+        positions = _shard_chains(positions, self.num_chains)
+        if self.method == "chees":
+            return 0, positions
+        states, compile_s = sampling._init_states(self.target, self.method, self.settings,
+                                                  positions, None, 0, 0)  # fmt: skip
+        self.timings["compile_s"] += compile_s
+        return 0, states
+
+    def _chees_warmup(self, positions: Any, bar) -> Any:
+        bar.set_description("warmup (ChEES)")
+        t0 = time.perf_counter()
+        states, compile_s = sampling._init_states(
+            self.target, "chees", self.settings, positions, self.chees_key,
+            self.num_warmup, self.num_samples,
+        )  # fmt: skip
+        jax.block_until_ready(states)
+        self.timings["compile_s"] += compile_s
+        self.timings["warmup_s"] += time.perf_counter() - t0 - compile_s
+        self.grad_evals += int(self.num_chains * self.num_warmup * np.mean(
+            np.asarray(states.tuning.num_integration_steps)) / 2)  # fmt: skip
+        bar.update(self.num_warmup)
+        return states
+
+    def _chunk(self, states: Any, t: int) -> tuple[Any, int]:
+        size = self.settings.chunk_size
+        phase_end = self.num_warmup if t < self.num_warmup else self.total
+        n = min(size, phase_end - t)
+        args = (
+            self.run_key, jnp.asarray(t, jnp.int32), jnp.asarray(n, jnp.int32),
+            jnp.asarray(self.num_warmup, jnp.int32),
+            jnp.asarray(self.stage[t : t + size]), jnp.asarray(self.window_end[t : t + size]),
+        )  # fmt: skip
+        program, compile_s = sampling._chunk_program(
+            self.target, self.method, self.settings, states, args
+        )
+        self.timings["compile_s"] += compile_s
+        t0 = time.perf_counter()
+        states, info = program(states, self.target.data, *args)
+        info = _to_numpy(info)
+        phase = "warmup" if t < self.num_warmup else "sampling"
+        self.timings[f"{phase}_s"] += time.perf_counter() - t0
+        info = jax.tree.map(lambda x: np.swapaxes(x[:n], 0, 1), info)
+        self.divergences[phase] += int(info.diverging.sum())
+        self.grad_evals += int(info.n_steps.sum())
+        if phase == "sampling":
+            self.draws.append(info)
+        return states, n
+
+    def execute(self, progress: bool):
+        from bayes._progress import progress_bar
+
+        t, states = self._start()
+        interrupted = False
+        with progress_bar(total=self.total, desc="warmup", enabled=progress, unit="draw") as bar:
+            bar.update(t)
+            try:
+                if self.method == "chees" and t == 0:
+                    states = self._chees_warmup(states, bar)
+                    t = self.num_warmup
+                    if self.checkpoint is not None:
+                        self._save(t, states)
+                while t < self.total:
+                    states, n = self._chunk(states, t)
+                    t += n
+                    if self.checkpoint is not None:
+                        self._save(t, states)
+                    bar.set_description("warmup" if t < self.num_warmup else "sampling")
+                    bar.set_postfix(divergences=sum(self.divergences.values()), refresh=False)
+                    bar.update(n)
+                    sampling._after_chunk({"t": t, "total": self.total})
+            except KeyboardInterrupt:
+                if not self.draws:
+                    raise
+                interrupted = True
+        return self._inference_data(t, interrupted)
+
+    def _inference_data(self, t: int, interrupted: bool):
+        from bayes.convert import run_attrs, to_inference_data
+
+        draws = self._stacked_draws()
+        posterior, log_lik = self.target.postprocess(draws.position)
+        stats = {
+            "diverging": draws.diverging, "energy": draws.energy, "lp": draws.lp,
+            "acceptance_rate": draws.acceptance_rate, "step_size": draws.step_size,
+            "n_steps": draws.n_steps,
+        }  # fmt: skip
+        if self.method == "nuts":
+            stats["tree_depth"] = draws.tree_depth
+        attrs = run_attrs(
+            self.method,
+            asdict(self.settings),
+            num_chains=self.num_chains,
+            num_warmup=self.num_warmup,
+            num_samples=self.num_samples,
+            num_draws=int(draws.lp.shape[1]),
+            seed=self.seed,
+            partial=interrupted or t < self.total,
+            divergences=self.divergences["sampling"],
+            warmup_divergences=self.divergences["warmup"],
+            num_gradient_evaluations=self.grad_evals,
+            checkpoint=None if self.checkpoint is None else os.fspath(self.checkpoint),
+            **{k: float(v) for k, v in self.timings.items()},
+        )
+        return to_inference_data(
+            jax.device_get(posterior),
+            sample_stats=stats,
+            log_likelihood=jax.device_get(log_lik),
+            observed_data=self.target.observed_data,
+            attrs=attrs,
+        )

@@ -1,0 +1,284 @@
+"""``bayes.sample``: one call from a NumPyro model (or a log-density) to ``InferenceData``.
+
+HMC-type methods (``"nuts"``, ``"hmc"``, ``"chees"``) run here on BlackJAX
+kernels (see :mod:`bayes.inference.mcmc`); ``"smc"`` and ``"vi"`` dispatch to
+``bayes.smc_sampling.sample_smc`` and ``bayes.vi_sampling.sample_vi``.
+
+What this module adds around the kernels:
+
+- compile once: the chunk program is compiled ahead of time and kept in a
+  process-wide cache keyed by model, settings and shapes, so calling
+  :func:`sample` again with the same model and shapes neither traces nor
+  compiles; JAX's persistent cache (enabled here) makes a new process cheap;
+- chunked runs: chains advance ``chunk_size`` steps per compiled call; in
+  between, the progress bar (draws/s, phase, divergences) is updated and the
+  checkpoint is rewritten atomically;
+- resume: with ``checkpoint=PATH`` a killed run continues from its last chunk
+  and ends with exactly the draws of an uninterrupted run with the same seed;
+- Ctrl-C returns the draws so far with ``attrs["partial"] = 1``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["EXTERNAL_METHODS", "HMC_METHODS", "METHODS", "sample"]
+
+HMC_METHODS = ("nuts", "hmc", "chees")
+EXTERNAL_METHODS = {
+    "smc": ("bayes.smc_sampling", "sample_smc"),
+    "vi": ("bayes.vi_sampling", "sample_vi"),
+}
+METHODS = (*HMC_METHODS, *EXTERNAL_METHODS)
+_COMPILED: dict[Any, Any] = {}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Settings of the HMC-type methods (the ``**options`` of :func:`sample`).
+
+    Attributes:
+        max_tree_depth: Maximum NUTS tree depth (doublings).
+        num_integration_steps: Leapfrog steps per ``"hmc"`` transition.
+        target_acceptance_rate: Step-size adaptation target (ChEES default 0.651).
+        dense_mass: Adapt a dense rather than diagonal mass matrix (NUTS, HMC).
+        initial_step_size: Starting step size of warmup.
+        learning_rate: Adam learning rate of ChEES trajectory-length adaptation.
+        chunk_size: Steps per compiled call (progress and checkpoint granularity).
+        divergence_threshold: Energy error that flags a divergent transition.
+    """
+
+    max_tree_depth: int = 10
+    num_integration_steps: int = 16
+    target_acceptance_rate: float | None = None
+    dense_mass: bool = False
+    initial_step_size: float = 1.0
+    learning_rate: float = 0.025
+    chunk_size: int = 100
+    divergence_threshold: float = 1000.0
+
+
+def _external(method: str) -> Callable:
+    module_name, attr = EXTERNAL_METHODS[method]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name != module_name:
+            raise
+        raise ValueError(
+            f"method {method!r} needs {module_name}, which this installation does not have"
+        ) from None
+    return getattr(module, attr)
+
+
+def _check(method: str, num_chains: int, num_warmup: int, num_samples: int) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    for name, value, low in (("num_chains", num_chains, 1), ("num_warmup", num_warmup, 0),
+                             ("num_samples", num_samples, 1)):  # fmt: skip
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if method == "chees" and num_warmup < 1:
+        raise ValueError("method 'chees' needs num_warmup >= 1 (its tuning comes from warmup)")
+
+
+def _settings(method: str, options: dict[str, Any]) -> Settings:
+    valid = set(Settings.__dataclass_fields__)
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for method {method!r}; "
+            f"valid: initial_position, {', '.join(sorted(valid))}"
+        )
+    settings = Settings(**options)
+    if settings.target_acceptance_rate is None:
+        rate = 0.651 if method == "chees" else 0.8
+        settings = Settings(**{**asdict(settings), "target_acceptance_rate": rate})
+    if settings.chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {settings.chunk_size}")
+    return settings
+
+
+def _avals(tree: Any) -> tuple:
+    import jax
+    import jax.numpy as jnp
+
+    leaves, treedef = jax.tree.flatten(tree)
+    return (treedef, tuple((jnp.shape(x), str(jnp.result_type(x))) for x in leaves))
+
+
+def _compile(name: str, key: Any, builder: Callable[[], Callable], *args: Any):
+    """Ahead-of-time compile ``builder()`` for ``args``; cached by name, key and shapes."""
+    import jax
+
+    full_key = (name, key, bool(jax.config.jax_enable_x64), _avals(args))
+    if full_key in _COMPILED:
+        return _COMPILED[full_key], 0.0
+    t0 = time.perf_counter()
+    compiled = jax.jit(builder()).lower(*args).compile()
+    _COMPILED[full_key] = compiled
+    return compiled, time.perf_counter() - t0
+
+
+def _step_fns(method: str, settings: Settings):
+    from bayes.inference.mcmc import build_step
+
+    return build_step(
+        method,
+        max_tree_depth=settings.max_tree_depth,
+        num_integration_steps=settings.num_integration_steps,
+        target_acceptance_rate=settings.target_acceptance_rate,
+        is_mass_matrix_diagonal=not settings.dense_mass,
+        divergence_threshold=settings.divergence_threshold,
+    )
+
+
+def _init_states(target, method: str, settings: Settings, positions, rng_key, num_warmup: int,
+                 num_samples: int):  # fmt: skip
+    """Chain states at step 0 (window adaptation) or after ChEES warmup."""
+    import jax
+    import jax.numpy as jnp
+
+    spec, key = target.spec, (target.spec, method, settings)
+    if method != "chees":
+        init, _ = _step_fns(method, settings)
+
+        def build():
+            def fn(positions, data):
+                def one(p):
+                    return init(p, lambda x: spec.logdensity(x, data), settings.initial_step_size)
+
+                return jax.vmap(one)(positions)
+
+            return fn
+
+        fn, compile_s = _compile("init", key, build, positions, target.data)
+        return fn(positions, target.data), compile_s
+    import blackjax
+    import optax
+    from blackjax.adaptation.base import get_filter_adapt_info_fn
+
+    from bayes.inference.mcmc import ChainState, Tuning
+
+    num_chains = jax.tree.leaves(positions)[0].shape[0]
+
+    def build():
+        def fn(positions, data, rng_key):
+            warmup = blackjax.chees_adaptation(
+                lambda x: spec.logdensity(x, data),
+                num_chains,
+                target_acceptance_rate=settings.target_acceptance_rate,
+                mass_matrix_estimation="diagonal",
+                adaptation_info_fn=get_filter_adapt_info_fn(),
+            )
+            (states, params), _ = warmup.run(
+                rng_key, positions, settings.initial_step_size,
+                optax.adam(settings.learning_rate), num_warmup, max_sampling_steps=num_samples,
+            )  # fmt: skip
+            tuning = Tuning(
+                params["step_size"],
+                params["inverse_mass_matrix"],
+                params["integration_steps_params"][0],
+            )
+            tuning = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_chains, *x.shape)), tuning)
+            return ChainState(states, tuning)
+
+        return fn
+
+    fn, compile_s = _compile("chees", (*key, num_warmup), build, positions, target.data, rng_key)
+    return fn(positions, target.data, rng_key), compile_s
+
+
+def _chunk_program(target, method: str, settings: Settings, states, args):
+    from bayes.inference.mcmc import run_chunk
+
+    _, step = _step_fns(method, settings)
+    spec, size = target.spec, settings.chunk_size
+
+    def build():
+        def fn(states, data, rng_key, start, num_active, num_warmup, stage, window_end):
+            return run_chunk(step, spec.logdensity, states, data, rng_key, start, num_active,
+                             num_warmup, stage, window_end, chunk_size=size)  # fmt: skip
+
+        return fn
+
+    return _compile("chunk", (spec, method, settings), build, states, target.data, *args)
+
+
+def _after_chunk(progress: dict[str, Any]) -> None:
+    """Called after every chunk (and checkpoint write); a seam for tests and tools."""
+
+
+def sample(
+    model: Callable,
+    data: Mapping[str, Any] | None = None,
+    *,
+    method: str = "nuts",
+    num_chains: int = 4,
+    num_warmup: int = 1000,
+    num_samples: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+    checkpoint: str | os.PathLike[str] | None = None,
+    **options: Any,
+):
+    """Sample the posterior of a NumPyro model (or a log-density) into ``InferenceData``.
+
+    Args:
+        model: A NumPyro model called as ``model(**data)``, or a JAX log-density
+            ``logdensity_fn(position) -> scalar`` over a pytree of unconstrained
+            parameters together with ``initial_position=`` (one chain's pytree).
+        data: Keyword arguments of the model (arrays, numbers); integers are
+            treated as constants (sizes), arrays are traced.
+        method: ``"nuts"`` (default) or ``"hmc"`` with Stan's window adaptation
+            of step size and diagonal (``dense_mass=True``: dense) mass matrix;
+            ``"chees"`` (ChEES-HMC, chains adapted jointly: use many chains);
+            ``"smc"``, ``"vi"`` (dispatched to their modules).
+        num_chains: Chains, run vectorized (split across devices when several).
+        num_warmup: Warmup (adaptation) steps per chain, discarded.
+        num_samples: Kept draws per chain.
+        seed: Seed of every random choice of the run.
+        progress: Show a progress bar (draws/s, phase, divergences).
+        checkpoint: File to write the run's state to after every chunk; when
+            it exists, the run continues from it (same settings required).
+        **options: ``initial_position`` (log-density targets) and the fields of
+            :class:`Settings` (``max_tree_depth``, ``dense_mass``,
+            ``target_acceptance_rate``, ``chunk_size``, ...).
+
+    Returns:
+        ``arviz.InferenceData`` with groups ``posterior`` (constrained values
+        named as the sample and deterministic sites, shape ``(num_chains,
+        num_samples, ...)``), ``sample_stats`` (``diverging``, ``energy``,
+        ``tree_depth``, ``n_steps``, ``acceptance_rate``, ``step_size``, ``lp``),
+        ``log_likelihood`` and ``observed_data`` (NumPyro models). ``attrs``
+        hold the method, settings, versions, ``compile_s``, ``warmup_s``,
+        ``sampling_s`` and ``partial`` (1 after Ctrl-C).
+
+    Raises:
+        ValueError: Unknown method or option, bad sizes, data that do not fit
+            the model (:class:`~bayes.target.DataError`), no finite initial
+            point (:class:`~bayes.target.InitializationError`), or a checkpoint
+            of another run (:class:`~bayes.checkpoint.CheckpointError`).
+    """
+    _check(method, num_chains, num_warmup, num_samples)
+    if method in EXTERNAL_METHODS:
+        return _external(method)(
+            model, data, num_chains=num_chains, num_warmup=num_warmup,
+            num_samples=num_samples, seed=seed, progress=progress, **options,
+        )  # fmt: skip
+    from bayes.config import enable_compilation_cache
+    from bayes.target import as_target
+
+    enable_compilation_cache()
+    initial_position = options.pop("initial_position", None)
+    settings = _settings(method, options)
+    target = as_target(model, data, initial_position=initial_position)
+    from bayes._mcmc_run import Run
+
+    run = Run(target, method, settings, num_chains, num_warmup, num_samples, seed, checkpoint)
+    return run.execute(progress)

@@ -1,0 +1,447 @@
+"""Sampling targets: everything a sampler needs from a NumPyro model or a log-density.
+
+A target is built once per call of :func:`bayes.sample` (or of the SMC and VI
+front ends) and has two halves:
+
+- :class:`TargetSpec`, the *static* half: the model (or log-density) function
+  and the data values that must be Python constants (integers used as sizes,
+  strings, ``None``). It is hashable, so ``jax.jit`` can take it as a static
+  argument and re-use the compiled program when the same model is sampled
+  again with data of the same shapes.
+- :class:`Target`, which adds the *dynamic* data (arrays and floats, traced
+  as arguments rather than baked into the program), the layout of the
+  unconstrained position and the observed data.
+
+For a NumPyro model the log-density is the model's joint log-density over the
+unconstrained parameters, Jacobians of the support transforms included,
+
+.. math::
+
+    \\log \\pi(z) = \\log p(T(z), y) + \\log |\\det J_T(z)|,
+
+computed with ``numpyro.infer.util.potential_energy``; draws map back to the
+constrained space (deterministic sites included) with
+``numpyro.infer.util.constrain_fn``. A plain JAX log-density over a pytree is
+used as is, with ``initial_position`` giving the layout.
+
+Example:
+    >>> target = as_target(model, {"y": y})  # doctest: +SKIP
+    >>> z0 = target.init_positions(rng_key=key, num_chains=4)  # (4, ...) leaves
+    >>> target.logdensity_fn(jax.tree.map(lambda x: x[0], z0))
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "DataError",
+    "InitializationError",
+    "Target",
+    "TargetSpec",
+    "as_target",
+    "check_data",
+    "split_data",
+]
+
+PyTree = Any
+
+
+class DataError(ValueError):
+    """The data do not fit the model: unknown or missing keys, NaN or infinite values."""
+
+
+class InitializationError(ValueError):
+    """No initial point with a finite log-density (and gradient) was found."""
+
+
+def _is_static(value: Any) -> bool:
+    if value is None or isinstance(value, bool | int | str):
+        return True
+    return isinstance(value, np.integer | np.bool_) or (
+        isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iub"
+    )
+
+
+def split_data(data: Mapping[str, Any] | None) -> tuple[tuple[tuple[str, Any], ...], dict]:
+    """Split model data into static constants and traced arrays.
+
+    Integers, booleans, strings and ``None`` are static: models use them as
+    sizes (``range(K)``, plate sizes), which must be known at trace time.
+    Everything else (arrays, lists, floats) becomes a JAX array traced as an
+    argument, so new values of the same shape reuse the compiled program.
+
+    Args:
+        data: Keyword arguments of the model.
+
+    Returns:
+        ``(static, dynamic)``: a sorted tuple of ``(name, value)`` pairs and a
+        dict of JAX arrays.
+    """
+    static, dynamic = [], {}
+    for name, value in (data or {}).items():
+        if _is_static(value):
+            static.append((name, value.item() if hasattr(value, "item") else value))
+        else:
+            dynamic[name] = jnp.asarray(np.asarray(value) if isinstance(value, list) else value)
+    return tuple(sorted(static)), dynamic
+
+
+def check_data(model: Callable, data: Mapping[str, Any] | None) -> None:
+    """Check data against the model's signature and for non-finite values.
+
+    Args:
+        model: A NumPyro model function called as ``model(**data)``.
+        data: Its keyword arguments.
+
+    Raises:
+        DataError: A key the model does not take, an argument without default
+            that is missing, or a NaN or infinite value.
+    """
+    data = dict(data or {})
+    try:
+        params = inspect.signature(model).parameters
+    except (TypeError, ValueError):  # builtins or C callables: nothing to check
+        params = None
+    if params is not None:
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        named = {
+            n: p
+            for n, p in params.items()
+            if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        }
+        unknown = sorted(set(data) - set(named))
+        if unknown and not takes_any:
+            raise DataError(
+                f"the model takes no argument {', '.join(map(repr, unknown))} "
+                f"(it takes: {', '.join(named) or 'nothing'})"
+            )
+        missing = [n for n, p in named.items() if p.default is p.empty and n not in data]
+        if missing:
+            raise DataError(f"data lacks {', '.join(map(repr, missing))}, needed by the model")
+    for name, value in data.items():
+        if value is None or isinstance(value, str):
+            continue
+        try:
+            arr = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            raise DataError(f"data {name!r} is not numeric") from None
+        if not np.all(np.isfinite(arr)):
+            bad = "NaN" if np.isnan(arr).any() else "infinite"
+            raise DataError(f"data {name!r} contains {bad} values")
+
+
+def _named(position: PyTree) -> dict[str, Any]:
+    """Name the leaves of a plain log-density's position for the posterior group."""
+    if isinstance(position, Mapping):
+        return dict(position)
+    leaves = jax.tree.leaves(position)
+    if len(leaves) == 1 and not isinstance(position, list | tuple):
+        return {"theta": leaves[0]}
+    return {f"theta_{i}": leaf for i, leaf in enumerate(leaves)}
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """Static, hashable half of a target (usable as a ``jax.jit`` static argument).
+
+    Attributes:
+        fn: The NumPyro model or the log-density function.
+        kind: ``"numpyro"`` or ``"logdensity"``.
+        static_data: Sorted ``(name, value)`` pairs of constant model arguments.
+    """
+
+    fn: Callable
+    kind: str
+    static_data: tuple[tuple[str, Any], ...] = ()
+
+    def kwargs(self, data: Mapping[str, Any] | None) -> dict[str, Any]:
+        """All keyword arguments of the model: static constants plus ``data``."""
+        return {**dict(self.static_data), **(data or {})}
+
+    def logdensity(self, position: PyTree, data: Mapping[str, Any] | None) -> jax.Array:
+        """Log-density at an unconstrained ``position`` (scalar), Jacobians included."""
+        if self.kind == "logdensity":
+            return jnp.asarray(self.fn(position))
+        from numpyro.infer.util import potential_energy
+
+        return -potential_energy(self.fn, (), self.kwargs(data), position)
+
+    def constrain(self, position: PyTree, data: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Constrained values of one position, deterministic sites included."""
+        if self.kind == "logdensity":
+            return _named(position)
+        from numpyro.infer.util import constrain_fn
+
+        return constrain_fn(self.fn, (), self.kwargs(data), position, return_deterministic=True)
+
+    def log_likelihood(
+        self, constrained: Mapping[str, Any], data: Mapping[str, Any] | None, names: tuple
+    ) -> dict[str, Any]:
+        """Pointwise log-likelihood of the observed sites ``names`` at one draw."""
+        if self.kind == "logdensity" or not names:
+            return {}
+        from numpyro.handlers import substitute, trace
+
+        model_trace = trace(substitute(self.fn, dict(constrained))).get_trace(**self.kwargs(data))
+        return {n: model_trace[n]["fn"].log_prob(model_trace[n]["value"]) for n in names}
+
+
+@partial(jax.jit, static_argnames=("spec", "num_chains", "max_tries"))
+def _init_positions(
+    spec: TargetSpec,
+    data: dict,
+    center: PyTree,
+    rng_key: jax.Array,
+    radius: float,
+    *,
+    num_chains: int,
+    max_tries: int,
+) -> tuple[PyTree, jax.Array, jax.Array]:
+    flat_center, unravel = jax.flatten_util.ravel_pytree(center)
+
+    def valid(flat):
+        value, grad = jax.value_and_grad(lambda f: spec.logdensity(unravel(f), data))(flat)
+        return jnp.isfinite(value) & jnp.all(jnp.isfinite(grad))
+
+    def one_chain(key):
+        def propose(key):
+            u = jax.random.uniform(key, flat_center.shape, flat_center.dtype, -radius, radius)
+            return flat_center + u
+
+        def cond(carry):
+            _, _, ok, tries = carry
+            return (~ok) & (tries < max_tries)
+
+        def body(carry):
+            key, _, _, tries = carry
+            key, sub = jax.random.split(key)
+            flat = propose(sub)
+            return key, flat, valid(flat), tries + 1
+
+        key, sub = jax.random.split(key)
+        flat = propose(sub)
+        _, flat, ok, tries = jax.lax.while_loop(cond, body, (key, flat, valid(flat), 1))
+        return unravel(flat), ok, tries
+
+    return jax.vmap(one_chain)(jax.random.split(rng_key, num_chains))
+
+
+@partial(jax.jit, static_argnames=("spec", "observed_names"))
+def _postprocess(spec: TargetSpec, data: dict, positions: PyTree, observed_names: tuple):
+    def one(position):
+        constrained = spec.constrain(position, data)
+        return constrained, spec.log_likelihood(constrained, data, observed_names)
+
+    return jax.vmap(jax.vmap(one))(positions)
+
+
+@dataclass
+class Target:
+    """A sampling target: the static spec, the traced data and the parameter layout.
+
+    Attributes:
+        spec: The hashable :class:`TargetSpec`.
+        data: Traced model data (JAX arrays), passed as arguments to compiled code.
+        example_position: One unconstrained position (a pytree of arrays) giving
+            the layout; for a NumPyro model, a dict of site name to array.
+        observed_data: Observed values by site name (NumPy arrays).
+        center: Pytree around which initial points are drawn.
+        radius: Half-width of the uniform box of initial points around ``center``.
+    """
+
+    spec: TargetSpec
+    data: dict[str, jax.Array]
+    example_position: PyTree
+    observed_data: dict[str, np.ndarray] = field(default_factory=dict)
+    center: PyTree = None
+    radius: float = 2.0
+
+    @property
+    def logdensity_fn(self) -> Callable[[PyTree], jax.Array]:
+        """``logdensity_fn(position) -> scalar`` with the data bound."""
+        return partial(self.spec.logdensity, data=self.data)
+
+    @property
+    def num_dimensions(self) -> int:
+        """Number of unconstrained scalar parameters."""
+        return sum(math.prod(np.shape(x)) for x in jax.tree.leaves(self.example_position))
+
+    def logdensity(self, position: PyTree, data: Mapping[str, Any] | None = None) -> jax.Array:
+        """Log-density at ``position``; ``data`` defaults to the target's data."""
+        return self.spec.logdensity(position, self.data if data is None else data)
+
+    def constrain_fn(self, position: PyTree) -> dict[str, Any]:
+        """Constrained values (deterministic sites included) of one unconstrained position."""
+        return self.spec.constrain(position, self.data)
+
+    def log_likelihood_fn(self, position: PyTree) -> dict[str, Any]:
+        """Pointwise log-likelihood of each observed site at one unconstrained position."""
+        constrained = self.spec.constrain(position, self.data)
+        return self.spec.log_likelihood(constrained, self.data, tuple(self.observed_data))
+
+    def init_positions(
+        self, *, rng_key: jax.Array, num_chains: int, max_tries: int = 100
+    ) -> PyTree:
+        """Initial unconstrained positions with a finite log-density and gradient.
+
+        Each chain draws uniformly in ``center ± radius`` (for a NumPyro model,
+        ``(-2, 2)`` on the unconstrained scale, like Stan) and retries up to
+        ``max_tries`` times.
+
+        Args:
+            rng_key: PRNG key.
+            num_chains: Number of chains.
+            max_tries: Draws per chain before giving up.
+
+        Returns:
+            A pytree like ``example_position`` with leaves of shape ``(num_chains, ...)``.
+
+        Raises:
+            InitializationError: Some chain found no finite point.
+        """
+        positions, ok, _ = _init_positions(
+            self.spec,
+            self.data,
+            self.center,
+            rng_key,
+            self.radius,
+            num_chains=num_chains,
+            max_tries=max_tries,
+        )
+        ok = np.asarray(ok)
+        if not ok.all():
+            raise InitializationError(
+                f"the log-density (or its gradient) is not finite at any of the {max_tries} "
+                f"initial points tried for {int((~ok).sum())} of {num_chains} chains; "
+                "check the model, its priors and the data"
+            )
+        return positions
+
+    def postprocess(self, positions: PyTree) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Constrained values and pointwise log-likelihoods of a batch of draws.
+
+        Args:
+            positions: Unconstrained draws, leaves of shape ``(num_chains, num_draws, ...)``.
+
+        Returns:
+            ``(constrained, log_likelihood)``: dicts of arrays with leading
+            ``(num_chains, num_draws)`` axes.
+        """
+        return _postprocess(self.spec, self.data, positions, tuple(self.observed_data))
+
+
+# (spec, x64, data avals) -> (unconstrained shapes, observed site names): running the
+# model eagerly is skipped on repeated calls, so a re-run traces nothing.
+_PROBES: dict[Any, tuple[dict[str, tuple], tuple[str, ...]]] = {}
+
+
+def _avals(tree: Any) -> tuple:
+    leaves, treedef = jax.tree.flatten(tree)
+    return (treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves))
+
+
+def _probe(spec: TargetSpec, data: dict) -> tuple[dict[str, tuple], tuple[str, ...]]:
+    from numpyro.distributions import Unit
+    from numpyro.distributions.transforms import biject_to
+    from numpyro.handlers import seed, trace
+
+    key = (spec, bool(jax.config.jax_enable_x64), _avals(data))
+    if key in _PROBES:
+        return _PROBES[key]
+    model_trace = trace(seed(spec.fn, 0)).get_trace(**spec.kwargs(data))
+    shapes, observed = {}, []
+    for name, site in model_trace.items():
+        if site["type"] != "sample":
+            continue
+        if site["is_observed"]:
+            if not isinstance(site["fn"], Unit):  # factor() sites are not observations
+                observed.append(name)
+            continue
+        if site["fn"].support.is_discrete:
+            raise DataError(
+                f"latent site {name!r} is discrete; HMC-type samplers need continuous parameters"
+            )
+        support = biject_to(site["fn"].support)
+        shapes[name] = tuple(support.inverse_shape(jnp.shape(site["value"])))
+    if not shapes:
+        raise DataError("the model has no latent (unobserved) sample site to infer")
+    _PROBES[key] = (shapes, tuple(observed))
+    return _PROBES[key]
+
+
+@partial(jax.jit, static_argnames=("spec", "names"))
+def _observed_values(spec: TargetSpec, data: dict, names: tuple) -> dict[str, jax.Array]:
+    from numpyro.handlers import seed, trace
+
+    model_trace = trace(seed(spec.fn, 0)).get_trace(**spec.kwargs(data))
+    return {n: model_trace[n]["value"] for n in names}
+
+
+def _from_numpyro(model: Callable, data: Mapping[str, Any] | None) -> Target:
+    check_data(model, data)
+    static, dynamic = split_data(data)
+    spec = TargetSpec(model, "numpyro", static)
+    shapes, observed_names = _probe(spec, dynamic)
+    example = {n: jnp.zeros(s, dtype=jnp.result_type(float)) for n, s in shapes.items()}
+    observed = {
+        n: np.asarray(v) for n, v in _observed_values(spec, dynamic, observed_names).items()
+    }
+    return Target(spec, dynamic, example, observed, center=example, radius=2.0)
+
+
+def as_target(
+    model: Callable | Target,
+    data: Mapping[str, Any] | None = None,
+    *,
+    initial_position: PyTree | None = None,
+    radius: float | None = None,
+) -> Target:
+    """Build the target of a NumPyro model or of a JAX log-density.
+
+    Args:
+        model: A NumPyro model (called as ``model(**data)``), a log-density
+            ``logdensity_fn(position) -> scalar`` over a pytree of unconstrained
+            parameters (then ``initial_position`` is required), or a
+            :class:`Target` (returned unchanged).
+        data: Keyword arguments of the model; unused for a log-density.
+        initial_position: For a log-density: one chain's position (a pytree of
+            arrays); chains start uniformly in ``initial_position ± radius``.
+        radius: Half-width of the box of initial points (default 2 for
+            NumPyro models, like Stan; 0.5 around ``initial_position``).
+
+    Returns:
+        The :class:`Target`.
+
+    Raises:
+        DataError: Data that do not fit the model (see :func:`check_data`).
+    """
+    if isinstance(model, Target):
+        return model
+    if not callable(model):
+        raise TypeError(f"model must be a NumPyro model or a log-density, got {type(model)!r}")
+    if initial_position is not None:
+        position = jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.result_type(float)),
+                                initial_position)  # fmt: skip
+        return Target(
+            TargetSpec(model, "logdensity"),
+            {},
+            position,
+            {},
+            center=position,
+            radius=0.5 if radius is None else radius,
+        )
+    target = _from_numpyro(model, data)
+    if radius is not None:
+        target.radius = radius
+    return target

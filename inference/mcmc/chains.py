@@ -1,0 +1,254 @@
+"""Many chains of HMC-family samplers advanced in chunks, in BlackJAX's style.
+
+The transition kernels are BlackJAX's (``blackjax.nuts``, ``blackjax.hmc``,
+``blackjax.dynamic_hmc``); this module adds what chunked, resumable runs
+need:
+
+- :class:`ChainState`: the kernel state of one chain and its tuning (a
+  :class:`~bayes.inference.mcmc.window.WindowAdaptationState` while adapting,
+  or fixed :class:`Tuning` parameters).
+- :func:`build_step`: one pure transition of one chain at global step index
+  ``t``; during warmup (``t < num_warmup``) it also updates the adaptation, and
+  at ``t = num_warmup - 1`` it switches to the final step size and mass matrix.
+- :func:`run_chunk`: ``chunk_size`` transitions of all chains with
+  ``lax.scan``; steps past ``num_active`` are skipped, so a run cut into chunks
+  of one compiled size covers any number of steps. The key of step ``t`` is
+  ``fold_in(rng_key, t)``, split over chains, so the draws do not depend on
+  where the chunks are cut: a resumed run reproduces an uninterrupted one.
+
+Everything is pure and jit/vmap/scan safe; tuning values are in the state
+only because warmup changes them, settings are closed over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import blackjax
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+from bayes.inference.mcmc.window import WindowAdaptationState, window_adaptation
+from blackjax.mcmc import dynamic_hmc
+
+__all__ = [
+    "METHODS",
+    "ChainState",
+    "StepInfo",
+    "Tuning",
+    "build_step",
+    "chees_integration_steps",
+    "run_chunk",
+]
+
+METHODS = ("nuts", "hmc", "chees")
+_HALTON_BITS = 30
+
+
+class Tuning(NamedTuple):
+    """Fixed tuning of one chain (after ChEES warmup).
+
+    Attributes:
+        step_size: Scalar step size.
+        inverse_mass_matrix: Shape ``(d,)``.
+        num_integration_steps: Mean number of leapfrog steps (jittered per draw).
+    """
+
+    step_size: jax.Array
+    inverse_mass_matrix: jax.Array
+    num_integration_steps: jax.Array
+
+
+class ChainState(NamedTuple):
+    """State of one chain.
+
+    Attributes:
+        kernel: BlackJAX state (``HMCState`` or ``DynamicHMCState``).
+        tuning: :class:`WindowAdaptationState` or :class:`Tuning`.
+    """
+
+    kernel: Any
+    tuning: Any
+
+
+class StepInfo(NamedTuple):
+    """What one transition of one chain records (scalars unless noted).
+
+    Attributes:
+        position: New unconstrained position (pytree).
+        lp: Log-density at ``position``.
+        diverging: Divergent trajectory.
+        energy: Hamiltonian energy of the transition.
+        acceptance_rate: Mean Metropolis acceptance probability.
+        n_steps: Leapfrog steps (gradient evaluations).
+        tree_depth: Number of trajectory doublings (NUTS; else 0).
+        step_size: Step size used.
+    """
+
+    position: Any
+    lp: jax.Array
+    diverging: jax.Array
+    energy: jax.Array
+    acceptance_rate: jax.Array
+    n_steps: jax.Array
+    tree_depth: jax.Array
+    step_size: jax.Array
+
+
+def chees_integration_steps(random_generator_arg: jax.Array, num_steps: jax.Array) -> jax.Array:
+    """Jittered number of leapfrog steps of ChEES-HMC: ``ceil(h_i * L)``, h the Halton sequence."""
+    h = dynamic_hmc.halton_sequence(random_generator_arg, _HALTON_BITS)
+    return jnp.asarray(jnp.ceil(h * num_steps), dtype=int)
+
+
+def build_step(
+    method: str,
+    *,
+    max_tree_depth: int = 10,
+    num_integration_steps: int = 16,
+    target_acceptance_rate: float = 0.8,
+    is_mass_matrix_diagonal: bool = True,
+    divergence_threshold: float = 1000.0,
+) -> tuple[Callable, Callable]:
+    """Init and step functions of one chain.
+
+    Args:
+        method: ``"nuts"``, ``"hmc"`` (static trajectory length) or ``"chees"``
+            (jittered HMC with fixed ChEES tuning; warmup is done elsewhere).
+        max_tree_depth: Maximum number of NUTS doublings.
+        num_integration_steps: Leapfrog steps of ``"hmc"``.
+        target_acceptance_rate: Dual-averaging target.
+        is_mass_matrix_diagonal: Diagonal (else dense) mass matrix.
+        divergence_threshold: Energy error that flags a divergence.
+
+    Returns:
+        ``(init, step)``:
+
+        - ``init(position, logdensity_fn, initial_step_size=1.0) -> ChainState``
+          (window adaptation initialised; for ChEES pass the state yourself);
+        - ``step(rng_key, state, logdensity_fn, t, num_warmup, stage, window_end)
+          -> (ChainState, StepInfo)``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    adapt_init, adapt_update, adapt_final = window_adaptation(
+        is_mass_matrix_diagonal=is_mass_matrix_diagonal,
+        target_acceptance_rate=target_acceptance_rate,
+    )
+    if method == "nuts":
+        kernel = blackjax.nuts.build_kernel(divergence_threshold=divergence_threshold)
+        extra = {"max_num_doublings": max_tree_depth}
+    elif method == "hmc":
+        kernel = blackjax.hmc.build_kernel(divergence_threshold=divergence_threshold)
+        extra = {"num_integration_steps": num_integration_steps}
+    else:
+        kernel = dynamic_hmc.build_kernel(
+            divergence_threshold=divergence_threshold,
+            next_random_arg_fn=lambda i: i + 1,
+            integration_steps_fn=chees_integration_steps,
+        )
+        extra = {}
+
+    def init(position: Any, logdensity_fn: Callable, initial_step_size: float = 1.0):
+        num_dimensions = jax.flatten_util.ravel_pytree(position)[0].shape[0]
+        return ChainState(
+            blackjax.hmc.init(position, logdensity_fn),
+            adapt_init(num_dimensions, initial_step_size),
+        )
+
+    def step(rng_key, state: ChainState, logdensity_fn, t, num_warmup, stage, window_end):
+        tuning = state.tuning
+        params = dict(extra)
+        if isinstance(tuning, Tuning):
+            params["integration_steps_params"] = (tuning.num_integration_steps,)
+        new_kernel, info = kernel(
+            rng_key,
+            state.kernel,
+            logdensity_fn,
+            tuning.step_size,
+            tuning.inverse_mass_matrix,
+            **params,
+        )
+        if isinstance(tuning, WindowAdaptationState):
+
+            def adapt(s):
+                s = adapt_update(s, stage, window_end, new_kernel.position, info.acceptance_rate)
+                return jax.lax.cond(t == num_warmup - 1, adapt_final, lambda x: x, s)
+
+            tuning = jax.lax.cond(t < num_warmup, adapt, lambda s: s, tuning)
+        depth = getattr(info, "num_trajectory_expansions", jnp.zeros((), jnp.int32))
+        record = StepInfo(
+            position=new_kernel.position,
+            lp=new_kernel.logdensity,
+            diverging=info.is_divergent,
+            energy=info.energy,
+            acceptance_rate=info.acceptance_rate,
+            n_steps=jnp.asarray(info.num_integration_steps, jnp.int32),
+            tree_depth=jnp.asarray(depth, jnp.int32),
+            step_size=jnp.asarray(state.tuning.step_size),
+        )
+        return ChainState(new_kernel, tuning), record
+
+    return init, step
+
+
+def run_chunk(
+    step: Callable,
+    logdensity: Callable,
+    states: ChainState,
+    data: Any,
+    rng_key: jax.Array,
+    start: jax.Array,
+    num_active: jax.Array,
+    num_warmup: jax.Array,
+    stage: jax.Array,
+    window_end: jax.Array,
+    *,
+    chunk_size: int,
+    data_axis: int | None = None,
+) -> tuple[ChainState, StepInfo]:
+    """Advance all chains by up to ``chunk_size`` steps.
+
+    Args:
+        step: The ``step`` of :func:`build_step`.
+        logdensity: ``logdensity(position, data) -> scalar``.
+        states: Chain states, leaves with a leading ``(num_chains,)`` axis.
+        data: Data passed to ``logdensity``; shared by all chains when
+            ``data_axis`` is None, else split along that axis (one data set per
+            chain, as in simulation-based calibration).
+        rng_key: Key of the whole run.
+        start: Global index of the first step of the chunk.
+        num_active: Steps to take (``<= chunk_size``); the rest are skipped.
+        num_warmup: Number of warmup steps of the run.
+        stage: Shape ``(chunk_size,)``, the schedule's stage of each step.
+        window_end: Shape ``(chunk_size,)``, slow-window ends.
+        chunk_size: Static length of the scan.
+        data_axis: See ``data``.
+
+    Returns:
+        ``(states, info)``: the new states and a :class:`StepInfo` with leaves of
+        shape ``(chunk_size, num_chains, ...)``; rows past ``num_active`` are zeros.
+    """
+    num_chains = jax.tree.leaves(states)[0].shape[0]
+
+    def one_chain(key, state, chain_data, t, st, we):
+        return step(key, state, lambda x: logdensity(x, chain_data), t, num_warmup, st, we)
+
+    def advance(states, t, st, we):
+        keys = jax.random.split(jax.random.fold_in(rng_key, t), num_chains)
+        vstep = jax.vmap(one_chain, in_axes=(0, 0, data_axis, None, None, None))
+        return vstep(keys, states, data, t, st, we)
+
+    def body(states, xs):
+        i, st, we = xs
+        t = start + i
+        info_shape = jax.eval_shape(advance, states, t, st, we)[1]
+
+        def skip(states):
+            return states, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), info_shape)
+
+        return jax.lax.cond(i < num_active, lambda s: advance(s, t, st, we), skip, states)
+
+    xs = (jnp.arange(chunk_size), stage, window_end)
+    return jax.lax.scan(body, states, xs)

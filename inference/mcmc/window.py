@@ -1,0 +1,124 @@
+"""Stan's windowed adaptation of step size and mass matrix, one step at a time.
+
+BlackJAX's ``window_adaptation`` runs the whole warmup inside one
+``lax.scan``. To advance a run in chunks (progress bars, checkpoints,
+interruption) the adaptation has to be a pure per-step update instead. This
+module composes BlackJAX's own building blocks, dual averaging of the step
+size (``dual_averaging_adaptation``), Welford estimation of the inverse mass
+matrix (``mass_matrix_adaptation``) and Stan's schedule (``build_schedule``),
+into ``init`` / ``update`` / ``final`` functions in BlackJAX's style.
+
+Schedule: a fast window (step size only), slow windows doubling in length
+(step size and the mass matrix; at the end of each the inverse mass matrix
+is set to the regularised sample covariance of the window and dual averaging
+restarts from the window's averaged step size), a final fast window. After
+warmup the step size is :math:`\\exp(\\bar x_T)`, the dual-averaging iterate
+average, as in Hoffman & Gelman (2014).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
+from blackjax.adaptation.step_size import dual_averaging_adaptation
+from blackjax.adaptation.window_adaptation import build_schedule
+
+__all__ = ["WindowAdaptationState", "schedule", "window_adaptation"]
+
+
+class WindowAdaptationState(NamedTuple):
+    """State of the window adaptation of one chain.
+
+    Attributes:
+        da_state: Dual-averaging state of :math:`\\log` step size.
+        mm_state: Welford state of the current slow window and the inverse mass matrix.
+        step_size: Step size in force (scalar).
+        inverse_mass_matrix: Inverse mass matrix in force, shape ``(d,)`` or ``(d, d)``.
+    """
+
+    da_state: Any
+    mm_state: Any
+    step_size: jax.Array
+    inverse_mass_matrix: jax.Array
+
+
+def schedule(num_warmup: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stan's warmup schedule as two arrays.
+
+    Args:
+        num_warmup: Number of warmup steps.
+
+    Returns:
+        ``(stage, window_end)``, each of shape ``(num_warmup,)``: stage 0 is a
+        fast (step size only) step, 1 a slow one; ``window_end`` marks the last
+        step of each slow window.
+    """
+    if num_warmup == 0:
+        return np.zeros(0, np.int32), np.zeros(0, bool)
+    sched = np.asarray(build_schedule(num_warmup))
+    return sched[:, 0].astype(np.int32), sched[:, 1].astype(bool)
+
+
+def window_adaptation(
+    *,
+    is_mass_matrix_diagonal: bool = True,
+    target_acceptance_rate: float = 0.8,
+):
+    """Per-step window adaptation built from BlackJAX's pieces.
+
+    Args:
+        is_mass_matrix_diagonal: Adapt a diagonal (else dense) inverse mass matrix.
+        target_acceptance_rate: Target of dual averaging (Stan's ``adapt_delta``).
+
+    Returns:
+        ``(init, update, final)``:
+
+        - ``init(num_dimensions, initial_step_size) -> WindowAdaptationState``
+        - ``update(state, stage, window_end, position, acceptance_rate) -> state``
+          (``stage`` and ``window_end`` from :func:`schedule`; jit/vmap safe)
+        - ``final(state) -> state`` with the sampling step size and mass matrix in force.
+    """
+    mm_init, mm_update, mm_final = mass_matrix_adaptation(is_mass_matrix_diagonal)
+    da_init, da_update, da_final = dual_averaging_adaptation(target_acceptance_rate)
+
+    def init(num_dimensions: int, initial_step_size: float = 1.0) -> WindowAdaptationState:
+        mm_state = mm_init(num_dimensions)
+        step_size = jnp.asarray(initial_step_size, dtype=jnp.result_type(float))
+        return WindowAdaptationState(
+            da_init(step_size), mm_state, step_size, mm_state.inverse_mass_matrix
+        )
+
+    def update(
+        state: WindowAdaptationState,
+        stage: jax.Array,
+        window_end: jax.Array,
+        position: Any,
+        acceptance_rate: jax.Array,
+    ) -> WindowAdaptationState:
+        da_state = da_update(state.da_state, acceptance_rate)
+        # Welford accumulates only in slow windows; the fast ones keep it untouched.
+        mm_state = jax.lax.cond(
+            stage == 1, lambda s: mm_update(s, position), lambda s: s, state.mm_state
+        )
+        state = WindowAdaptationState(
+            da_state, mm_state, jnp.exp(da_state.log_step_size), state.inverse_mass_matrix
+        )
+
+        def end_window(s: WindowAdaptationState) -> WindowAdaptationState:
+            mm = mm_final(s.mm_state)
+            da = da_init(da_final(s.da_state))
+            return WindowAdaptationState(da, mm, jnp.exp(da.log_step_size), mm.inverse_mass_matrix)
+
+        return jax.lax.cond(window_end, end_window, lambda s: s, state)
+
+    def final(state: WindowAdaptationState) -> WindowAdaptationState:
+        step_size = jnp.exp(state.da_state.log_step_size_avg)
+        return state._replace(
+            step_size=step_size, inverse_mass_matrix=state.mm_state.inverse_mass_matrix
+        )
+
+    return init, update, final
