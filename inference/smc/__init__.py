@@ -1,1 +1,16 @@
-"""smc inference algorithms (pure JAX)."""
+"""SMC layer (pure JAX): resampling, the state-space model contract, particle
+filters, PaRIS smoothing, conditional SMC / Parisian particle Gibbs and
+learning by stochastic approximation and Markov score climbing."""
+
+from bayes.inference.smc import filters, resampling
+from bayes.inference.smc.filters import FilterOutput, run_filter
+from bayes.inference.smc.ssm import Proposal, StateSpaceModel
+
+__all__ = [
+    "FilterOutput",
+    "Proposal",
+    "StateSpaceModel",
+    "filters",
+    "resampling",
+    "run_filter",
+]
