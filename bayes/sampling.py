@@ -138,27 +138,23 @@ def _step_fns(method: str, settings: Settings):
     )
 
 
-def _init_states(target, method: str, settings: Settings, positions, rng_key, num_warmup: int,
+def _init_states(target, method: str, settings: Settings, points, rng_key, num_warmup: int,
                  num_samples: int):  # fmt: skip
-    """Chain states at step 0 (window adaptation) or after ChEES warmup."""
+    """Chain states at step 0 (window adaptation) or after ChEES warmup.
+
+    ``points`` is ``(positions, logdensity, grad)`` from ``Target.initial_points``.
+    """
     import jax
     import jax.numpy as jnp
 
     spec, key = target.spec, (target.spec, method, settings)
     if method != "chees":
+        from blackjax.mcmc.hmc import HMCState
+
         init, _ = _step_fns(method, settings)
-
-        def build():
-            def fn(positions, data):
-                def one(p):
-                    return init(p, lambda x: spec.logdensity(x, data), settings.initial_step_size)
-
-                return jax.vmap(one)(positions)
-
-            return fn
-
-        fn, compile_s = _compile("init", key, build, positions, target.data)
-        return fn(positions, target.data), compile_s
+        kernel_states = HMCState(*points)
+        return jax.vmap(lambda s: init(s, settings.initial_step_size))(kernel_states), 0.0
+    positions = points[0]
     import blackjax
     import optax
     from blackjax.adaptation.base import get_filter_adapt_info_fn
@@ -198,12 +194,12 @@ def _chunk_program(target, method: str, settings: Settings, states, args):
     from bayes.inference.mcmc import run_chunk
 
     _, step = _step_fns(method, settings)
-    spec, size = target.spec, settings.chunk_size
+    spec = target.spec
 
     def build():
-        def fn(states, data, rng_key, start, num_active, num_warmup, stage, window_end):
-            return run_chunk(step, spec.logdensity, states, data, rng_key, start, num_active,
-                             num_warmup, stage, window_end, chunk_size=size)  # fmt: skip
+        def fn(states, data, rng_key, start, num_warmup, stage, window_end):
+            return run_chunk(step, spec.logdensity, states, data, rng_key, start, num_warmup,
+                             stage, window_end)  # fmt: skip
 
         return fn
 

@@ -198,7 +198,7 @@ class TargetSpec:
 
 
 @partial(jax.jit, static_argnames=("spec", "num_chains", "max_tries"))
-def _init_positions(
+def _initial_points(
     spec: TargetSpec,
     data: dict,
     center: PyTree,
@@ -207,32 +207,32 @@ def _init_positions(
     *,
     num_chains: int,
     max_tries: int,
-) -> tuple[PyTree, jax.Array, jax.Array]:
+):
     flat_center, unravel = jax.flatten_util.ravel_pytree(center)
 
-    def valid(flat):
+    def evaluate(flat):
         value, grad = jax.value_and_grad(lambda f: spec.logdensity(unravel(f), data))(flat)
-        return jnp.isfinite(value) & jnp.all(jnp.isfinite(grad))
+        return value, grad, jnp.isfinite(value) & jnp.all(jnp.isfinite(grad))
+
+    def propose(key):
+        u = jax.random.uniform(key, flat_center.shape, flat_center.dtype, -radius, radius)
+        return flat_center + u
 
     def one_chain(key):
-        def propose(key):
-            u = jax.random.uniform(key, flat_center.shape, flat_center.dtype, -radius, radius)
-            return flat_center + u
-
         def cond(carry):
-            _, _, ok, tries = carry
-            return (~ok) & (tries < max_tries)
+            return (~carry[-1]) & (carry[1] < max_tries)
 
         def body(carry):
-            key, _, _, tries = carry
+            key, tries = carry[0], carry[1]
             key, sub = jax.random.split(key)
             flat = propose(sub)
-            return key, flat, valid(flat), tries + 1
+            return key, tries + 1, flat, *evaluate(flat)
 
         key, sub = jax.random.split(key)
         flat = propose(sub)
-        _, flat, ok, tries = jax.lax.while_loop(cond, body, (key, flat, valid(flat), 1))
-        return unravel(flat), ok, tries
+        carry = jax.lax.while_loop(cond, body, (key, 1, flat, *evaluate(flat)))
+        _, _, flat, value, grad, ok = carry
+        return unravel(flat), value, unravel(grad), ok
 
     return jax.vmap(one_chain)(jax.random.split(rng_key, num_chains))
 
@@ -243,7 +243,7 @@ def _postprocess(spec: TargetSpec, data: dict, positions: PyTree, observed_names
         constrained = spec.constrain(position, data)
         return constrained, spec.log_likelihood(constrained, data, observed_names)
 
-    return jax.vmap(jax.vmap(one))(positions)
+    return (*jax.vmap(jax.vmap(one))(positions), _observed(spec, data, observed_names))
 
 
 @dataclass
@@ -255,7 +255,7 @@ class Target:
         data: Traced model data (JAX arrays), passed as arguments to compiled code.
         example_position: One unconstrained position (a pytree of arrays) giving
             the layout; for a NumPyro model, a dict of site name to array.
-        observed_data: Observed values by site name (NumPy arrays).
+        observed_names: Names of the observed sample sites (NumPyro models).
         center: Pytree around which initial points are drawn.
         radius: Half-width of the uniform box of initial points around ``center``.
     """
@@ -263,9 +263,10 @@ class Target:
     spec: TargetSpec
     data: dict[str, jax.Array]
     example_position: PyTree
-    observed_data: dict[str, np.ndarray] = field(default_factory=dict)
+    observed_names: tuple[str, ...] = ()
     center: PyTree = None
     radius: float = 2.0
+    _observed: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def logdensity_fn(self) -> Callable[[PyTree], jax.Array]:
@@ -276,6 +277,16 @@ class Target:
     def num_dimensions(self) -> int:
         """Number of unconstrained scalar parameters."""
         return sum(math.prod(np.shape(x)) for x in jax.tree.leaves(self.example_position))
+
+    @property
+    def observed_data(self) -> dict[str, np.ndarray]:
+        """Observed values by site name (NumPy arrays); empty for a log-density."""
+        if self._observed is None:
+            values = (
+                _observed(self.spec, self.data, self.observed_names) if self.observed_names else {}
+            )
+            self._observed = {n: np.asarray(v) for n, v in values.items()}
+        return self._observed
 
     def logdensity(self, position: PyTree, data: Mapping[str, Any] | None = None) -> jax.Array:
         """Log-density at ``position``; ``data`` defaults to the target's data."""
@@ -288,16 +299,16 @@ class Target:
     def log_likelihood_fn(self, position: PyTree) -> dict[str, Any]:
         """Pointwise log-likelihood of each observed site at one unconstrained position."""
         constrained = self.spec.constrain(position, self.data)
-        return self.spec.log_likelihood(constrained, self.data, tuple(self.observed_data))
+        return self.spec.log_likelihood(constrained, self.data, self.observed_names)
 
-    def init_positions(
+    def initial_points(
         self, *, rng_key: jax.Array, num_chains: int, max_tries: int = 100
-    ) -> PyTree:
-        """Initial unconstrained positions with a finite log-density and gradient.
+    ) -> tuple[PyTree, jax.Array, PyTree]:
+        """Initial unconstrained positions with their log-density and gradient.
 
         Each chain draws uniformly in ``center ± radius`` (for a NumPyro model,
-        ``(-2, 2)`` on the unconstrained scale, like Stan) and retries up to
-        ``max_tries`` times.
+        ``(-2, 2)`` on the unconstrained scale, like Stan) until the
+        log-density and its gradient are finite, at most ``max_tries`` times.
 
         Args:
             rng_key: PRNG key.
@@ -305,12 +316,14 @@ class Target:
             max_tries: Draws per chain before giving up.
 
         Returns:
-            A pytree like ``example_position`` with leaves of shape ``(num_chains, ...)``.
+            ``(positions, logdensity, grad)``: pytrees like ``example_position``
+            with leaves of shape ``(num_chains, ...)``, and log-densities of
+            shape ``(num_chains,)``.
 
         Raises:
             InitializationError: Some chain found no finite point.
         """
-        positions, ok, _ = _init_positions(
+        positions, value, grad, ok = _initial_points(
             self.spec,
             self.data,
             self.center,
@@ -326,7 +339,13 @@ class Target:
                 f"initial points tried for {int((~ok).sum())} of {num_chains} chains; "
                 "check the model, its priors and the data"
             )
-        return positions
+        return positions, value, grad
+
+    def init_positions(
+        self, *, rng_key: jax.Array, num_chains: int, max_tries: int = 100
+    ) -> PyTree:
+        """Initial positions only (see :meth:`initial_points`), leaves ``(num_chains, ...)``."""
+        return self.initial_points(rng_key=rng_key, num_chains=num_chains, max_tries=max_tries)[0]
 
     def postprocess(self, positions: PyTree) -> tuple[dict[str, Any], dict[str, Any]]:
         """Constrained values and pointwise log-likelihoods of a batch of draws.
@@ -338,11 +357,34 @@ class Target:
             ``(constrained, log_likelihood)``: dicts of arrays with leading
             ``(num_chains, num_draws)`` axes.
         """
-        return _postprocess(self.spec, self.data, positions, tuple(self.observed_data))
+        constrained, log_lik, observed = _postprocess(
+            self.spec, self.data, positions, self.observed_names
+        )
+        if self._observed is None:
+            self._observed = {n: np.asarray(v) for n, v in observed.items()}
+        return constrained, log_lik
 
 
-# (spec, x64, data avals) -> (unconstrained shapes, observed site names): running the
-# model eagerly is skipped on repeated calls, so a re-run traces nothing.
+def _trace(spec: TargetSpec, data: dict) -> dict:
+    """Run the model once with latent values drawn as Stan does (works for improper priors)."""
+    from numpyro.handlers import seed, substitute, trace
+    from numpyro.infer import init_to_uniform
+
+    model = substitute(seed(spec.fn, 0), substitute_fn=init_to_uniform)
+    return trace(model).get_trace(**spec.kwargs(data))
+
+
+def _observed(spec: TargetSpec, data: dict, names: tuple) -> dict[str, Any]:
+    if not names:
+        return {}
+    model_trace = _trace(spec, data)
+    return {n: model_trace[n]["value"] for n in names}
+
+
+_observed_jit = jax.jit(_observed, static_argnames=("spec", "names"))
+
+# (spec, x64, data avals) -> (unconstrained shapes, observed site names): the model
+# is traced abstractly (nothing compiled) and only once per model and shapes.
 _PROBES: dict[Any, tuple[dict[str, tuple], tuple[str, ...]]] = {}
 
 
@@ -354,38 +396,36 @@ def _avals(tree: Any) -> tuple:
 def _probe(spec: TargetSpec, data: dict) -> tuple[dict[str, tuple], tuple[str, ...]]:
     from numpyro.distributions import Unit
     from numpyro.distributions.transforms import biject_to
-    from numpyro.handlers import seed, trace
 
     key = (spec, bool(jax.config.jax_enable_x64), _avals(data))
     if key in _PROBES:
         return _PROBES[key]
-    model_trace = trace(seed(spec.fn, 0)).get_trace(**spec.kwargs(data))
-    shapes, observed = {}, []
-    for name, site in model_trace.items():
-        if site["type"] != "sample":
-            continue
-        if site["is_observed"]:
-            if not isinstance(site["fn"], Unit):  # factor() sites are not observations
-                observed.append(name)
-            continue
-        if site["fn"].support.is_discrete:
-            raise DataError(
-                f"latent site {name!r} is discrete; HMC-type samplers need continuous parameters"
-            )
-        support = biject_to(site["fn"].support)
-        shapes[name] = tuple(support.inverse_shape(jnp.shape(site["value"])))
+    shapes, observed, discrete = {}, [], []
+
+    def record(data):
+        for name, site in _trace(spec, data).items():
+            if site["type"] != "sample":
+                continue
+            if site["is_observed"]:
+                if not isinstance(site["fn"], Unit):  # factor() sites are not observations
+                    observed.append(name)
+            elif site["fn"].support.is_discrete:
+                discrete.append(name)
+            else:
+                support = biject_to(site["fn"].support)
+                shapes[name] = tuple(support.inverse_shape(jnp.shape(site["value"])))
+        return 0.0
+
+    jax.eval_shape(record, data)  # abstract evaluation: shapes only, nothing compiled
+    if discrete:
+        raise DataError(
+            f"latent site(s) {', '.join(map(repr, discrete))} are discrete; "
+            "HMC-type samplers need continuous parameters"
+        )
     if not shapes:
         raise DataError("the model has no latent (unobserved) sample site to infer")
     _PROBES[key] = (shapes, tuple(observed))
     return _PROBES[key]
-
-
-@partial(jax.jit, static_argnames=("spec", "names"))
-def _observed_values(spec: TargetSpec, data: dict, names: tuple) -> dict[str, jax.Array]:
-    from numpyro.handlers import seed, trace
-
-    model_trace = trace(seed(spec.fn, 0)).get_trace(**spec.kwargs(data))
-    return {n: model_trace[n]["value"] for n in names}
 
 
 def _from_numpyro(model: Callable, data: Mapping[str, Any] | None) -> Target:
@@ -394,10 +434,7 @@ def _from_numpyro(model: Callable, data: Mapping[str, Any] | None) -> Target:
     spec = TargetSpec(model, "numpyro", static)
     shapes, observed_names = _probe(spec, dynamic)
     example = {n: jnp.zeros(s, dtype=jnp.result_type(float)) for n, s in shapes.items()}
-    observed = {
-        n: np.asarray(v) for n, v in _observed_values(spec, dynamic, observed_names).items()
-    }
-    return Target(spec, dynamic, example, observed, center=example, radius=2.0)
+    return Target(spec, dynamic, example, observed_names, center=example, radius=2.0)
 
 
 def as_target(
@@ -437,7 +474,7 @@ def as_target(
             TargetSpec(model, "logdensity"),
             {},
             position,
-            {},
+            (),
             center=position,
             radius=0.5 if radius is None else radius,
         )

@@ -10,11 +10,10 @@ need:
 - :func:`build_step`: one pure transition of one chain at global step index
   ``t``; during warmup (``t < num_warmup``) it also updates the adaptation, and
   at ``t = num_warmup - 1`` it switches to the final step size and mass matrix.
-- :func:`run_chunk`: ``chunk_size`` transitions of all chains with
-  ``lax.scan``; steps past ``num_active`` are skipped, so a run cut into chunks
-  of one compiled size covers any number of steps. The key of step ``t`` is
-  ``fold_in(rng_key, t)``, split over chains, so the draws do not depend on
-  where the chunks are cut: a resumed run reproduces an uninterrupted one.
+- :func:`run_chunk`: a number of transitions of all chains with
+  ``lax.scan``. The key of step ``t`` is ``fold_in(rng_key, t)``, split over
+  chains, so the draws do not depend on where the chunks are cut: a resumed
+  run reproduces an uninterrupted one.
 
 Everything is pure and jit/vmap/scan safe; tuning values are in the state
 only because warmup changes them, settings are closed over.
@@ -125,8 +124,9 @@ def build_step(
     Returns:
         ``(init, step)``:
 
-        - ``init(position, logdensity_fn, initial_step_size=1.0) -> ChainState``
-          (window adaptation initialised; for ChEES pass the state yourself);
+        - ``init(kernel_state, initial_step_size=1.0) -> ChainState`` from a
+          BlackJAX ``HMCState`` (window adaptation initialised; for ChEES
+          build the state yourself);
         - ``step(rng_key, state, logdensity_fn, t, num_warmup, stage, window_end)
           -> (ChainState, StepInfo)``.
     """
@@ -150,12 +150,9 @@ def build_step(
         )
         extra = {}
 
-    def init(position: Any, logdensity_fn: Callable, initial_step_size: float = 1.0):
-        num_dimensions = jax.flatten_util.ravel_pytree(position)[0].shape[0]
-        return ChainState(
-            blackjax.hmc.init(position, logdensity_fn),
-            adapt_init(num_dimensions, initial_step_size),
-        )
+    def init(kernel_state: Any, initial_step_size: float = 1.0) -> ChainState:
+        num_dimensions = jax.flatten_util.ravel_pytree(kernel_state.position)[0].shape[0]
+        return ChainState(kernel_state, adapt_init(num_dimensions, initial_step_size))
 
     def step(rng_key, state: ChainState, logdensity_fn, t, num_warmup, stage, window_end):
         tuning = state.tuning
@@ -200,15 +197,13 @@ def run_chunk(
     data: Any,
     rng_key: jax.Array,
     start: jax.Array,
-    num_active: jax.Array,
     num_warmup: jax.Array,
     stage: jax.Array,
     window_end: jax.Array,
     *,
-    chunk_size: int,
     data_axis: int | None = None,
 ) -> tuple[ChainState, StepInfo]:
-    """Advance all chains by up to ``chunk_size`` steps.
+    """Advance all chains by ``len(stage)`` steps.
 
     Args:
         step: The ``step`` of :func:`build_step`.
@@ -219,36 +214,26 @@ def run_chunk(
             chain, as in simulation-based calibration).
         rng_key: Key of the whole run.
         start: Global index of the first step of the chunk.
-        num_active: Steps to take (``<= chunk_size``); the rest are skipped.
         num_warmup: Number of warmup steps of the run.
-        stage: Shape ``(chunk_size,)``, the schedule's stage of each step.
-        window_end: Shape ``(chunk_size,)``, slow-window ends.
-        chunk_size: Static length of the scan.
+        stage: Shape ``(num_steps,)``, the schedule's stage of each step (0 after warmup).
+        window_end: Shape ``(num_steps,)``, slow-window ends.
         data_axis: See ``data``.
 
     Returns:
         ``(states, info)``: the new states and a :class:`StepInfo` with leaves of
-        shape ``(chunk_size, num_chains, ...)``; rows past ``num_active`` are zeros.
+        shape ``(num_steps, num_chains, ...)``.
     """
     num_chains = jax.tree.leaves(states)[0].shape[0]
 
     def one_chain(key, state, chain_data, t, st, we):
         return step(key, state, lambda x: logdensity(x, chain_data), t, num_warmup, st, we)
 
-    def advance(states, t, st, we):
+    def body(states, xs):
+        i, st, we = xs
+        t = start + i
         keys = jax.random.split(jax.random.fold_in(rng_key, t), num_chains)
         vstep = jax.vmap(one_chain, in_axes=(0, 0, data_axis, None, None, None))
         return vstep(keys, states, data, t, st, we)
 
-    def body(states, xs):
-        i, st, we = xs
-        t = start + i
-        info_shape = jax.eval_shape(advance, states, t, st, we)[1]
-
-        def skip(states):
-            return states, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), info_shape)
-
-        return jax.lax.cond(i < num_active, lambda s: advance(s, t, st, we), skip, states)
-
-    xs = (jnp.arange(chunk_size), stage, window_end)
+    xs = (jnp.arange(stage.shape[0]), stage, window_end)
     return jax.lax.scan(body, states, xs)
