@@ -1,0 +1,142 @@
+"""PaRIS and PPG against Kalman smoothing; backward draws against the exact kernel."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from bayes.inference.smc import backward, csmc, paris
+from bayes.models import ssm
+from scipy import stats
+
+THETA = {"phi": jnp.array(0.8), "log_sigma_x": jnp.array(0.0), "log_sigma_y": jnp.array(-0.3)}
+T = 10
+
+
+def _setup():
+    mats = ssm.scalar_matrices(THETA)
+    _, ys = ssm.simulate(jax.random.key(7), mats, T)
+    sm = ssm.rts_smoother(mats, ys)
+    # H = sum_t x_{t-1} x_t: its smoothed expectation from the lag-one moments.
+    truth = float(jnp.sum(sm.cross_covs[:, 0, 0] + sm.means[:-1, 0] * sm.means[1:, 0]))
+    return mats, ys, sm, truth
+
+
+def _h(xp, x, t):
+    return xp[0] * x[0]
+
+
+def _backward_setting():
+    x_prev = jnp.linspace(-2.0, 2.0, 6)[:, None]
+    log_w = jnp.log(jnp.array([0.1, 0.25, 0.05, 0.3, 0.2, 0.1]))
+    model = ssm.linear_gaussian_ssm(ssm.scalar_matrices)
+
+    def log_q(xp, xn):
+        return model.transition_logdensity(xp, xn, 1, THETA)
+
+    x_new = jnp.array([[-1.0], [0.5], [2.5]])
+    probs = jax.nn.softmax(log_w[None] + backward.pairwise_logdensity(log_q, x_prev, x_new), -1)
+    return model, log_q, x_prev, log_w, x_new, np.asarray(probs, dtype=float)
+
+
+def _chi2_pvalues(draws: np.ndarray, probs: np.ndarray) -> list[float]:
+    out = []
+    for row, p in zip(draws, probs):
+        counts = np.bincount(row, minlength=p.size)
+        keep = p * row.size > 5
+        expected = p[keep] * row.size
+        observed = counts[keep]
+        if (~keep).any():
+            observed = np.append(observed, counts[~keep].sum())
+            expected = np.append(expected, p[~keep].sum() * row.size)
+        out.append(stats.chisquare(observed, expected * observed.sum() / expected.sum()).pvalue)
+    return out
+
+
+def test_backward_draws_follow_the_exact_kernel() -> None:
+    model, log_q, x_prev, log_w, x_new, probs = _backward_setting()
+    K = 2000
+    exact = backward.exact_draws(jax.random.key(1), log_q, x_prev, log_w, x_new, K)
+    bound = model.transition_logdensity_bound(1, THETA)
+    rej = backward.rejection_draws(jax.random.key(2), log_q, bound, x_prev, log_w, x_new, K, 4)
+    for draws in (exact, rej):
+        pvals = _chi2_pvalues(np.asarray(draws), probs)
+        assert min(pvals) > 1e-3, pvals
+    # MCMC draws leave the kernel invariant: start from exact draws, move, re-test.
+    reps = 1500
+    starts = backward.exact_draws(jax.random.key(3), log_q, x_prev, log_w, x_new, reps)
+    moved = jax.vmap(
+        lambda k, a: backward.mcmc_draws(k, log_q, x_prev, log_w, x_new, a, 1, 2)[:, 0],
+        in_axes=(0, 1),
+    )(jax.random.split(jax.random.key(4), reps), starts)
+    moved = np.asarray(moved).T
+    assert np.mean(moved != np.asarray(starts)) > 0.2  # the chain does move
+    assert min(_chi2_pvalues(moved, probs)) > 1e-3
+
+
+@pytest.mark.parametrize("method", ["exact", "rejection", "mcmc"])
+def test_paris_matches_kalman_smoother(method: str) -> None:
+    _, ys, _, truth = _setup()
+    model = ssm.linear_gaussian_ssm(ssm.scalar_matrices)
+    reps = 64
+
+    @jax.jit
+    def run(keys):
+        return jax.vmap(
+            lambda k: (
+                paris.run_paris(
+                    model, THETA, ys, _h, rng_key=k, num_particles=50, backward=method, max_trials=4
+                ).estimate
+            )
+        )(keys)
+
+    est = np.asarray(run(jax.random.split(jax.random.key(5), reps)), dtype=float)
+    se = est.std() / np.sqrt(reps)
+    # PaRIS is biased by O(T/N); allow 3% of the value on top of 4 standard errors.
+    assert abs(est.mean() - truth) < 4 * se + 0.03 * abs(truth), (est.mean(), truth, se)
+
+
+def test_ppg_sweep_from_exact_path_is_unbiased() -> None:
+    mats, ys, sm, truth = _setup()
+    model = ssm.linear_gaussian_ssm(ssm.scalar_matrices)
+    reps = 1000
+    paths = ssm.sample_posterior_paths(jax.random.key(8), mats, ys, reps)
+
+    @jax.jit
+    def run(keys, paths):
+        return jax.vmap(lambda k, p: csmc.csmc_sweep(k, model, THETA, ys, p, _h, num_particles=8))(
+            keys, paths
+        )
+
+    out = run(jax.random.split(jax.random.key(9), reps), paths)
+    est = np.asarray(out.estimate, dtype=float)
+    z = (est.mean() - truth) / (est.std() / np.sqrt(reps))
+    assert abs(z) < 4.0, (est.mean(), truth, z)
+    # With so few particles plain PaRIS is visibly biased; the sweep is not.
+    new = np.asarray(out.path[:, :, 0], dtype=float)
+    sd = np.sqrt(np.asarray(sm.covs[:, 0, 0]))
+    z = (new.mean(0) - np.asarray(sm.means[:, 0])) / (sd / np.sqrt(reps))
+    assert np.all(np.abs(z) < 4.0), z
+    ratio = new.var(0) / np.asarray(sm.covs[:, 0, 0])
+    # Relative sd of a sample variance of n Gaussian draws: sqrt(2/n).
+    assert np.all(np.abs(ratio - 1) < 4 * np.sqrt(2 / reps)), ratio
+
+
+def test_bad_input() -> None:
+    _, ys, _, _ = _setup()
+    model = ssm.linear_gaussian_ssm(ssm.scalar_matrices)
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match="num_backward must be an integer >= 1"):
+        paris.run_paris(model, THETA, ys, _h, rng_key=key, num_particles=10, num_backward=0)
+    with pytest.raises(ValueError, match="num_particles must be an integer >= 2"):
+        paris.run_paris(model, THETA, ys, _h, rng_key=key, num_particles=1)
+    with pytest.raises(ValueError, match="unknown backward method"):
+        paris.run_paris(model, THETA, ys, _h, rng_key=key, num_particles=4, backward="x")
+    no_bound = model._replace(transition_logdensity_bound=None)
+    with pytest.raises(ValueError, match=r"needs model\.transition_logdensity_bound"):
+        paris.run_paris(no_bound, THETA, ys, _h, rng_key=key, num_particles=4, backward="rejection")
+    with pytest.raises(ValueError, match="num_burnin must be in"):
+        csmc.run_ppg(model, THETA, ys, _h, rng_key=key, num_particles=4, num_sweeps=2, num_burnin=2)
+    with pytest.raises(ValueError, match="non-finite"):
+        csmc.run_ppg(model, THETA, ys.at[0].set(jnp.inf), _h, rng_key=key, num_particles=4)
