@@ -31,3 +31,14 @@ def nngp_ood(ctx: RunContext) -> dict[str, Any]:
     from bayes.models.nngp.reproduce import ood_classification
 
     return ood_classification(ctx)
+
+
+@experiment(
+    "nngp-wide-nets",
+    "finite wide ReLU networks with a posterior last-layer scale, readout trained by gradient "
+    "descent: ensemble predictive vs the Student-t process (KS distance, plot)",
+)
+def nngp_wide_nets(ctx: RunContext) -> dict[str, Any]:
+    from bayes.models.nngp.reproduce import wide_network_ensemble
+
+    return wide_network_ensemble(ctx)

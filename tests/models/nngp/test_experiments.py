@@ -1,0 +1,68 @@
+"""The registered NNGP experiments in quick mode, checking the claims they measure."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bayes.experiments import registry, run_experiment
+
+
+def test_experiments_are_registered():
+    names = registry()
+    for name in ("nngp-regression", "nngp-ood", "nngp-wide-nets"):
+        assert name in names
+        assert names[name].module == "bayes.models.nngp.experiments"
+
+
+@pytest.mark.slow
+def test_regression_experiment_quick(tmp_path):
+    record = run_experiment("nngp-regression", quick=True, out=tmp_path, progress=False)
+    table = record["results"]["table"]
+    assert set(table) == {
+        "boston", "concrete", "diabetes", "synthetic-gaussian", "synthetic-heavy-tailed"
+    }  # fmt: skip
+    for name, row in table.items():
+        nll = {f: row[f]["test_nll"] for f in row}
+        rmse = {f: row[f]["test_rmse"] for f in row}
+        assert all(np.isfinite(list(nll.values()))), name
+        # standardized targets: every model must beat the prior predictive N(0, 1)
+        assert max(rmse.values()) < 0.95, (name, rmse)
+        # the scale mixtures contain the NNGP as a limit: fitted by marginal likelihood they
+        # must not do clearly worse than it
+        assert nll["inverse_gamma"] < nll["gaussian"] + 0.05, (name, nll)
+        assert nll["burr_xii"] < nll["gaussian"] + 0.05, (name, nll)
+    # heavy-tailed noise is harder to predict than Gaussian noise of the same scale
+    assert (table["synthetic-heavy-tailed"]["gaussian"]["test_nll"]
+            > table["synthetic-gaussian"]["gaussian"]["test_nll"])  # fmt: skip
+    assert (tmp_path / "regression.png").exists()
+    json.loads((tmp_path / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_ood_experiment_quick(tmp_path):
+    record = run_experiment("nngp-ood", quick=True, out=tmp_path, progress=False)
+    models = record["results"]["models"]
+    for family in ("gaussian", "inverse_gamma"):
+        corr = models[family]["corruption"]
+        assert corr["0.0"]["accuracy"] > 0.9
+        # corruption lowers accuracy and raises the NLL
+        assert corr["2.0"]["accuracy"] < corr["0.0"]["accuracy"] - 0.2
+        assert corr["2.0"]["nll"] > corr["0.0"]["nll"]
+        held = models[family]["held_out_class"]
+        assert held["mean_entropy_out"] > 2 * held["mean_entropy_in"]
+        assert held["auroc_entropy"] > 0.85
+    assert (tmp_path / "ood.png").exists()
+
+
+def test_wide_nets_experiment_quick(tmp_path):
+    """Trained wide networks with a posterior scale reproduce the t-process predictive."""
+    res = run_experiment("nngp-wide-nets", quick=True, out=tmp_path, progress=False)["results"]
+    assert res["max_final_grad_norm"] < 1e-6  # gradient descent converged
+    # under the null the mean KS distance over test points is ~0.87/sqrt(M), well below the
+    # 5% critical value 1.36/sqrt(M); finite width adds an O(1/sqrt(width)) bias
+    assert res["ks_mean"] < res["ks_critical_5pct"]
+    assert abs(res["sd_ratio_mean"] - 1) < 0.05
+    assert (tmp_path / "wide_nets.png").exists()
