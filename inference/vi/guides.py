@@ -221,8 +221,13 @@ def init_params(
         constraint of each parameter.
     """
     found: dict[str, Any] = {}
+    leaves, treedef = jax.tree.flatten((args, kwargs))
+    is_array = [isinstance(x, np.ndarray | jax.Array) for x in leaves]
 
-    def collect(rng_key):
+    def collect(rng_key, arrays):
+        it = iter(arrays)
+        full = [next(it) if a else x for x, a in zip(leaves, is_array)]
+        args, kwargs = jax.tree.unflatten(treedef, full)
         keys = jax.random.split(rng_key, 2 + len(extra_programs))
         params, cons, draw = _collect(guide, args, kwargs, keys[0], {})
         programs = [(model, args)] + [(p, (draw, *args)) for p in extra_programs]
@@ -235,8 +240,10 @@ def init_params(
         found.update(cons)
         return params
 
-    # One compiled program instead of many eagerly compiled operations.
-    params = jax.jit(collect)(rng_key)
+    # One compiled program (data as arguments, not constants) instead of many
+    # eagerly compiled operations.
+    arrays = [x for x, a in zip(leaves, is_array) if a]
+    params = jax.jit(collect)(rng_key, arrays)
     return params, found
 
 
