@@ -1,0 +1,98 @@
+"""Networks as flat parameter vectors with pure apply functions.
+
+Every method of the entry (NIW, MAML, Reptile, ProtoNet) works on a flat weight
+vector ``theta`` of shape ``(D,)``: the NIW prior is a distribution over that
+vector, and inner-loop updates are plain vector arithmetic. :func:`mlp`
+builds the vector layout once and returns a :class:`Network` whose ``apply``
+unflattens it on the fly (a reshape, free under ``jit``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+__all__ = ["Network", "mlp"]
+
+_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+    "elu": jax.nn.elu,
+}
+
+
+class Network(NamedTuple):
+    """A network over a flat weight vector.
+
+    Attributes:
+        init: ``init(rng_key) -> theta`` with ``theta`` of shape ``(num_params,)``.
+        apply: ``apply(theta, x) -> outputs``; ``x`` of shape ``(N, in_dim)``,
+            outputs of shape ``(N, out_dim)``.
+        num_params: ``D``, the length of ``theta``.
+        sizes: Layer widths ``(in_dim, hidden..., out_dim)``.
+    """
+
+    init: Callable[..., jax.Array]
+    apply: Callable[[jax.Array, jax.Array], jax.Array]
+    num_params: int
+    sizes: tuple[int, ...]
+
+
+def _init_layers(
+    rng_key: jax.Array, sizes: Sequence[int], weight_scale: float | None
+) -> list[dict[str, Any]]:
+    layers = []
+    keys = jax.random.split(rng_key, len(sizes) - 1)
+    for key, fan_in, fan_out in zip(keys, sizes[:-1], sizes[1:]):
+        if weight_scale is None:  # He-uniform
+            bound = jnp.sqrt(6.0 / fan_in)
+            w = jax.random.uniform(key, (fan_in, fan_out), minval=-bound, maxval=bound)
+        else:
+            w = weight_scale * jax.random.truncated_normal(key, -2.0, 2.0, (fan_in, fan_out))
+        layers.append({"w": w, "b": jnp.zeros((fan_out,))})
+    return layers
+
+
+def mlp(
+    sizes: Sequence[int], activation: str = "relu", *, weight_scale: float | None = None
+) -> Network:
+    """A fully connected network ``sizes[0] -> ... -> sizes[-1]``.
+
+    Args:
+        sizes: Layer widths, at least ``(in_dim, out_dim)``; e.g. ``(1, 40, 40, 1)``.
+        activation: ``"relu"``, ``"tanh"`` or ``"elu"`` between layers (none after
+            the last one).
+        weight_scale: Standard deviation of truncated-normal initial weights
+            (Finn et al. use 0.01 for the sinusoid); ``None`` for He-uniform.
+            Biases start at zero.
+
+    Returns:
+        A :class:`Network` over a flat weight vector.
+
+    Raises:
+        ValueError: Fewer than two sizes, a non-positive width or an unknown activation.
+    """
+    sizes = tuple(int(s) for s in sizes)
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise ValueError(f"mlp sizes must be at least two positive widths, got {sizes}")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; use one of {sorted(_ACTIVATIONS)}")
+    act = _ACTIVATIONS[activation]
+    template = _init_layers(jax.random.key(0), sizes, weight_scale)
+    flat, unravel = ravel_pytree(template)
+
+    def init(rng_key: jax.Array) -> jax.Array:
+        return ravel_pytree(_init_layers(rng_key, sizes, weight_scale))[0]
+
+    def apply(theta: jax.Array, x: jax.Array) -> jax.Array:
+        layers = unravel(theta)
+        h = x
+        for layer in layers[:-1]:
+            h = act(h @ layer["w"] + layer["b"])
+        return h @ layers[-1]["w"] + layers[-1]["b"]
+
+    return Network(init=init, apply=apply, num_params=int(flat.shape[0]), sizes=sizes)
