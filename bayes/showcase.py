@@ -14,41 +14,39 @@ from pathlib import Path
 __all__ = ["STEPS", "run_showcase"]
 
 
-def _step_conjugate(out: Path, *, seed: int, progress: bool) -> None:
-    """NUTS on the conjugate Normal model, checked against its exact posterior."""
+def _step_posteriordb(out: Path, *, seed: int, progress: bool) -> None:
+    """bayes.sample (NUTS) on posteriordb's eight schools, checked against the reference."""
     import arviz as az
-    import jax
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from numpyro.infer import MCMC, NUTS
 
-    from bayes.models.conjugate import exact_posterior, model, simulate
+    import bayes
+    from bayes import posteriordb
 
-    y = simulate(50, seed=seed)
-    mcmc = MCMC(
-        NUTS(model),
-        num_warmup=500,
-        num_samples=500,
-        num_chains=2,
-        chain_method="vectorized",
-        progress_bar=progress,
-    )
-    mcmc.run(jax.random.key(seed), y=y)
-    idata = az.from_numpyro(mcmc)
-    mean, sd = exact_posterior(y)
-    print("\nConjugate Normal model, NUTS (2 chains x 500 draws):")
-    print(az.summary(idata, var_names=["mu"]).to_string())
-    print(f"exact posterior: mean {mean:.4f}, sd {sd:.4f}")
-    az.plot_trace(idata, var_names=["mu"])
-    plt.gcf().savefig(out / "conjugate_trace.png", dpi=100, bbox_inches="tight")
+    name = "eight_schools-eight_schools_noncentered"
+    module = posteriordb.load_model(name)
+    idata = bayes.sample(module.model, module.data, num_chains=4, num_warmup=500,
+                         num_samples=500, seed=seed, progress=progress)  # fmt: skip
+    print("\nEight schools (non-centred, posteriordb), bayes.sample NUTS, 4 chains x 500 draws:")
+    print(az.summary(idata, var_names=["mu", "tau", "theta"]).to_string())
+    z = posteriordb.z_scores(idata, name)
+    print(f"largest |z| against the posteriordb reference means: {max(map(abs, z.values())):.2f}")
+    attrs = idata.posterior.attrs
+    print(f"compile {attrs['compile_s']:.1f} s, warmup {attrs['warmup_s']:.2f} s, "
+          f"sampling {attrs['sampling_s']:.2f} s, divergences {attrs['divergences']}")  # fmt: skip
+    az.plot_trace(idata, var_names=["mu", "tau"])
+    plt.gcf().savefig(out / "eight_schools_trace.png", dpi=100, bbox_inches="tight")
+    plt.close("all")
+    az.plot_rank(idata, var_names=["mu", "tau"])
+    plt.gcf().savefig(out / "eight_schools_rank.png", dpi=100, bbox_inches="tight")
     plt.close("all")
 
 
 #: Ordered steps of the showcase: (title, function(out, seed=, progress=)).
 STEPS: list[tuple[str, Callable[..., None]]] = [
-    ("Conjugate Normal model with NUTS", _step_conjugate),
+    ("Eight schools (posteriordb) with bayes.sample NUTS", _step_posteriordb),
 ]
 
 
