@@ -41,7 +41,7 @@ def objective(params):
 
 def test_optimize_resume_and_report(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     store = tmp_path / "s.db"
-    args = ["optimize", "--problem", "branin", "--store", str(store), "--n-initial", "6", *FAST]
+    args = ["optimize", "--problem", "branin", "--store", str(store), "--n-initial", "7", *FAST]
     assert main([*args, "--budget", "5", "--batch", "2"]) == 0
     assert Study.load(store).counts()["complete"] == 5
     assert main([*args, "--budget", "7"]) == 0
@@ -112,9 +112,9 @@ def _finished(store: Path) -> int:
 def test_sigkill_at_random_moments(tmp_path: Path) -> None:
     obj, store, log = tmp_path / "obj.py", tmp_path / "s.db", tmp_path / "evals.jsonl"
     obj.write_text(OBJECTIVE)
-    budget = 24
+    budget = 20
     cmd = [sys.executable, "-m", "bayes", "optimize", str(obj), "--store", str(store),
-           "--budget", str(budget), "--batch", "2", "--n-initial", "12", *FAST]  # fmt: skip
+           "--budget", str(budget), "--batch", "2", "--n-initial", "14", *FAST]  # fmt: skip
     env = {**os.environ, "BO_LOG": str(log), "BO_SLEEP": "0.15", "BAYES_PROGRESS": "0"}
     rng = random.Random(6)
     kills = 0

@@ -83,8 +83,7 @@ def test_gp_qlognei_finds_a_known_minimum(tmp_path: Path) -> None:
     sobol = Study.create(tmp_path / "r.db", space, n_initial=15, seed=1)
     random_best = min(objective(t.params) for t in sobol.ask(15))
     assert study.best().outcomes["y"] < 0.01 < random_best
-    workers = {t.worker for t in study.trials()}
-    assert len(workers) == 2 and all(w.count(":") == 2 for w in workers)
+    assert all(t.worker.count(":") == 2 and t.duration >= 0 for t in study.trials())
 
 
 def test_pending_points_steer_the_next_batch(tmp_path: Path) -> None:
@@ -186,11 +185,12 @@ def test_other_acquisitions_improve_on_the_design(tmp_path: Path, acquisition: s
     def objective(p):
         return (p["x"] - 0.5) ** 2 + (p["y"] + 0.5) ** 2
 
-    study = Study.create(tmp_path / "s.db", space, n_initial=5, acquisition=acquisition,
+    # Minimum 0; the best of 12 uniform points in this 4 x 4 box is ~0.4 on average.
+    study = Study.create(tmp_path / "s.db", space, n_initial=4, acquisition=acquisition,
                          acquisition_options={**FAST, "num_candidates": 512})  # fmt: skip
     optimize(objective, study, budget=12, batch_size=2, progress=False)
-    design_best = min(t.outcomes["y"] for t in study.trials()[:5])
-    assert study.best().outcomes["y"] < min(design_best, 0.1)
+    design_best = min(t.outcomes["y"] for t in study.trials()[:4])
+    assert study.best().outcomes["y"] < min(design_best, 0.05)
 
 
 def test_outcome_constraint_is_respected(tmp_path: Path) -> None:
