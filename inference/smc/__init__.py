@@ -2,7 +2,7 @@
 filters, PaRIS smoothing, conditional SMC / Parisian particle Gibbs and
 learning by stochastic approximation and Markov score climbing."""
 
-from bayes.inference.smc import backward, csmc, filters, paris, resampling
+from bayes.inference.smc import backward, csmc, filters, learning, paris, resampling
 from bayes.inference.smc.filters import FilterOutput, run_filter
 from bayes.inference.smc.ssm import Proposal, StateSpaceModel
 
@@ -13,6 +13,7 @@ __all__ = [
     "backward",
     "csmc",
     "filters",
+    "learning",
     "paris",
     "resampling",
     "run_filter",

@@ -1,0 +1,71 @@
+"""Fisher-identity score estimates against the exact Kalman score; MSC family algebra."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from bayes.inference.smc import learning
+from bayes.models import ssm
+
+THETA = {"phi": jnp.array(0.8), "log_sigma_x": jnp.array(0.0), "log_sigma_y": jnp.array(-0.3)}
+
+
+def test_score_estimates_agree_with_exact_score() -> None:
+    T, reps = 15, 256
+    mats = ssm.scalar_matrices(THETA)
+    _, ys = ssm.simulate(jax.random.key(21), mats, T)
+    exact = ssm.exact_score(THETA, ys, ssm.scalar_matrices)
+    model = ssm.linear_gaussian_ssm(ssm.scalar_matrices)
+    paths = ssm.sample_posterior_paths(jax.random.key(22), mats, ys, reps)
+
+    @jax.jit
+    def run(keys, paths):
+        def one(k, p):
+            ppg, _ = learning.estimate_score(model, THETA, ys, rng_key=k, num_particles=16, path=p)
+            paris, _ = learning.estimate_score(model, THETA, ys, rng_key=k, num_particles=128)
+            return ppg, paris
+
+        return jax.vmap(one)(keys, paths)
+
+    ppg, paris = run(jax.random.split(jax.random.key(23), reps), paths)
+    for name in THETA:
+        truth = float(exact[name])
+        # A PPG sweep from an exact posterior path is unbiased: plain z-test.
+        est = np.asarray(ppg[name], dtype=float)
+        z = (est.mean() - truth) / (est.std() / np.sqrt(reps))
+        assert abs(z) < 4.0, (name, est.mean(), truth, z)
+        # PaRIS carries an O(T/N) bias (hence more particles): 4 standard errors plus 10%.
+        est = np.asarray(paris[name], dtype=float)
+        tol = 4 * est.std() / np.sqrt(reps) + 0.1 * max(abs(truth), 1.0)
+        assert abs(est.mean() - truth) < tol, (name, est.mean(), truth)
+
+
+def test_gaussian_markov_marginals_match_sampling() -> None:
+    family, lam = learning.gaussian_markov_family(5)
+    lam = {
+        "a": jnp.array([0.0, 0.5, -0.3, 0.9, 0.2]),
+        "mu": jnp.array([1.0, -0.5, 0.2, 0.0, 0.3]),
+        "log_s": jnp.array([0.1, -0.2, 0.0, -0.5, 0.3]),
+    }
+    means, sds = learning.gaussian_markov_marginals(lam)
+    # Exact recursion by hand.
+    m, v = 1.0, np.exp(0.2)
+    for t in range(1, 5):
+        m = float(lam["a"][t]) * m + float(lam["mu"][t])
+        v = float(lam["a"][t]) ** 2 * v + np.exp(2 * float(lam["log_s"][t]))
+    np.testing.assert_allclose(float(means[-1]), m, rtol=1e-5)
+    np.testing.assert_allclose(float(sds[-1]), np.sqrt(v), rtol=1e-5)
+    x = jnp.array([0.3])
+    expected = jax.scipy.stats.norm.logpdf(0.3, -0.3 * 0.3 + 0.2, 1.0)
+    np.testing.assert_allclose(float(family.transition_logdensity(x, x, 2, lam)), expected)
+
+
+def test_learning_bad_input() -> None:
+    model = ssm.linear_gaussian_ssm(ssm.scalar_matrices)
+    ys = jnp.zeros((5, 1))
+    with pytest.raises(ValueError, match="method must be 'ppg' or 'paris'"):
+        learning.fit_mle(model, THETA, ys, rng_key=jax.random.key(0), num_iterations=2, method="x")
+    with pytest.raises(ValueError, match="num_iterations must be an integer >= 1"):
+        learning.fit_mle(model, THETA, ys, rng_key=jax.random.key(0), num_iterations=0)
