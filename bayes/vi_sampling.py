@@ -93,13 +93,14 @@ class VIResult:
 
         from bayes.inference.vi import log_importance_weights
 
-        def fn(key):
+        def fn(params, key):
             return log_importance_weights(
-                self.model, self.guide, self.params, rng_key=key,
+                self.model, self.guide, params, rng_key=key,
                 num_particles=num_samples, **self.data,
             )  # fmt: skip
 
-        return np.asarray(jax.jit(fn)(rng_key), dtype=np.float64)
+        # Parameters are arguments, not constants: other fits reuse the compiled program.
+        return np.asarray(jax.jit(fn)(self.params, rng_key), dtype=np.float64)
 
     def psis(self, num_samples: int = 1000, *, rng_key) -> tuple[float, str]:
         """PSIS :math:`\\hat k` of the guide as an importance proposal, with a verdict.

@@ -211,14 +211,19 @@ def guide_draw(
 
 def _model_log_density_once(model, values, params, args, kwargs):
     substituted = {**params, **values}
-    log_probs, tr = compute_log_probs(seed(model, 0), args, kwargs, substituted)
-    missing = [
-        name
-        for name, site in tr.items()
-        if site["type"] == "sample" and not site["is_observed"] and name not in substituted
-    ]
-    if missing:
-        raise ValueError(f"model latent sites {missing} get no value from the guide")
+    try:
+        # Unseeded: a seed handler would split keys at every plate, costing each step.
+        log_probs, _ = compute_log_probs(model, args, kwargs, substituted)
+    except Exception:
+        _, tr = compute_log_probs(seed(model, 0), args, kwargs, substituted)
+        missing = [
+            name
+            for name, site in tr.items()
+            if site["type"] == "sample" and not site["is_observed"] and name not in substituted
+        ]
+        if missing:
+            raise ValueError(f"model latent sites {missing} get no value from the guide") from None
+        raise
     return sum(log_probs.values(), start=jnp.zeros(()))
 
 

@@ -121,16 +121,15 @@ def build(
         (_, (value, obj_state)), grads = jax.value_and_grad(loss, has_aux=True)(
             state.params, state.objective_state, rng_key
         )
-        leaves = jax.tree.leaves(grads)
-        finite = jnp.isfinite(value) & jnp.all(
-            jnp.stack([jnp.all(jnp.isfinite(g)) for g in leaves])
-        )
+        grad_norm = optax.tree.norm(grads)
+        # One reduction: the norm is NaN or infinite iff some entry is (or overflows).
+        finite = jnp.isfinite(value) & jnp.isfinite(grad_norm)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         proposed = VIState(
             optax.apply_updates(state.params, updates), opt_state, obj_state, state.step + 1
         )
         new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), proposed, state)
-        return new, VIInfo(value, optax.tree.norm(grads), finite)
+        return new, VIInfo(value, grad_norm, finite)
 
     return VIAlgorithm(init, step, constrain, cons, params0)
 
