@@ -268,3 +268,16 @@ def test_saas_surrogate_fits_and_suggests(tmp_path: Path) -> None:
     assert corr > 0.9
     cand = suggest(model, X, Y, q=1, acquisition="qlognei", options=FAST)
     assert cand.shape == (1, 6) and bool(((cand >= 0) & (cand <= 1)).all())
+
+
+def test_second_driver_on_the_same_study_is_refused(tmp_path: Path) -> None:
+    import fcntl
+
+    study = Study.create(tmp_path / "s.db", {"x": (0.0, 1.0)}, n_initial=2)
+    with open(f"{study.path}.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(StoreError, match="another process is optimizing"):
+            optimize(lambda p: p["x"], study, budget=2, progress=False)
+    assert sum(study.counts().values()) == 0
+    optimize(lambda p: p["x"], study, budget=2, progress=False)
+    assert study.counts()["complete"] == 2
