@@ -74,3 +74,18 @@ def test_points_outside_the_space_rejected() -> None:
         space.encode({"x": 0.5, "c": "z"})
     with pytest.raises(SpaceError, match="missing \\['c'\\]"):
         space.encode({"x": 0.5})
+
+
+def test_bo_modules_import_without_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import bayes.bo, bayes.bo.study, bayes.bo.loop, bayes.bo.problems, bayes.bo.report\n"
+        "import bayes.bo.experiments, bayes.commands.optimize, bayes.commands.report\n"
+        "heavy = [m for m in ('torch', 'botorch', 'jax', 'matplotlib') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
