@@ -138,29 +138,36 @@ def validate_inputs(x1, x2=None) -> tuple[jax.Array, jax.Array]:
     return arrays[0], arrays[1]
 
 
-def _relu_moments(k11, k22, k12, derivative: bool):
-    norm = jnp.sqrt(k11 * k22)
+def _relu_moments(s1, s2, k12, derivative: bool):
+    # s1, s2 are sqrt(K11), sqrt(K22); sin(arccos(rho)) = sqrt(1 - rho^2) saves a sine.
     # arccos has an infinite slope at +-1 (the diagonal): clipping keeps gradients finite
     # and changes the kernel by O(eps^1.5), far below the dtype's resolution.
-    eps = 10 * jnp.finfo(norm.dtype).eps
-    rho = jnp.clip(k12 / jnp.where(norm > 0, norm, 1.0), -1.0 + eps, 1.0 - eps)
+    eps = 10 * jnp.finfo(k12.dtype).eps
+    inv1 = jnp.where(s1 > 0, 1 / jnp.where(s1 > 0, s1, 1.0), 0.0)
+    inv2 = jnp.where(s2 > 0, 1 / jnp.where(s2 > 0, s2, 1.0), 0.0)
+    rho = jnp.clip(k12 * inv1 * inv2, -1.0 + eps, 1.0 - eps)
     theta = jnp.arccos(rho)
-    value = norm * (jnp.sin(theta) + (jnp.pi - theta) * rho) / (2 * jnp.pi)
+    value = s1 * s2 * (jnp.sqrt(1 - rho * rho) + (jnp.pi - theta) * rho) / (2 * jnp.pi)
     if not derivative:
         return value, None
     return value, (jnp.pi - theta) / (2 * jnp.pi)
 
 
-def _erf_moments(k11, k22, k12, derivative: bool):
-    a11, a22 = 1 + 2 * k11, 1 + 2 * k22
-    value = (2 / jnp.pi) * jnp.arcsin(2 * k12 / jnp.sqrt(a11 * a22))
+def _erf_moments(s1, s2, k12, derivative: bool):
+    # s1, s2 are sqrt(1 + 2 K11), sqrt(1 + 2 K22)
+    value = (2 / jnp.pi) * jnp.arcsin(2 * k12 / (s1 * s2))
     if not derivative:
         return value, None
-    return value, (4 / jnp.pi) / jnp.sqrt(a11 * a22 - 4 * k12**2)
+    return value, (4 / jnp.pi) / jnp.sqrt((s1 * s2) ** 2 - 4 * k12**2)
 
 
 def _moments(activation: str):
     return _relu_moments if activation == "relu" else _erf_moments
+
+
+def _diag_roots(diag, activation: str):
+    """Per-point factors of the moments: ``sqrt(K)`` (ReLU) or ``sqrt(1 + 2K)`` (erf)."""
+    return jnp.sqrt(diag) if activation == "relu" else jnp.sqrt(1 + 2 * diag)
 
 
 def _layer_diags(x, weight_variance, bias_variance, depth: int, activation: str):
@@ -182,8 +189,9 @@ def _cross(x1, x2, d1, d2, weight_variance, bias_variance, depth, activation, nt
     k = weight_variance * (x1 @ x2.T) / x1.shape[-1] + bias_variance
     theta = k if ntk else None
     moments = _moments(activation)
+    r1, r2 = _diag_roots(d1, activation), _diag_roots(d2, activation)
     for layer in range(depth):
-        e, edot = moments(d1[layer][:, None], d2[layer][None, :], k, ntk)
+        e, edot = moments(r1[layer][:, None], r2[layer][None, :], k, ntk)
         k = weight_variance * e + bias_variance
         if ntk:
             theta = k + weight_variance * edot * theta
@@ -313,7 +321,8 @@ def kernel_diag(
         raise ValueError(f"kind must be 'nngp' or 'ntk', got {kind!r}")
     theta = diags[0]
     moments = _moments(activation)
+    roots = _diag_roots(diags, activation)
     for layer in range(depth):
-        _, edot = moments(diags[layer], diags[layer], diags[layer], True)
+        _, edot = moments(roots[layer], roots[layer], diags[layer], True)
         theta = diags[layer + 1] + weight_variance * edot * theta
     return theta
