@@ -23,12 +23,14 @@ from bayes.models.ssm.lgssm import (
     scalar_matrices,
     simulate,
 )
+from bayes.models.ssm.nonlinear import growth_model, simulate_ssm, stochastic_volatility
 
 __all__ = [
     "KalmanOutput",
     "SmootherOutput",
     "exact_score",
     "expected_complete_loglik",
+    "growth_model",
     "kalman_filter",
     "kalman_loglik",
     "linear_gaussian_ssm",
@@ -36,4 +38,6 @@ __all__ = [
     "sample_posterior_paths",
     "scalar_matrices",
     "simulate",
+    "simulate_ssm",
+    "stochastic_volatility",
 ]
