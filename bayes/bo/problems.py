@@ -5,18 +5,16 @@ dict ``{"x0": ..., "x1": ..., ...}`` and returns a float (one objective) or a
 dict ``{"f0": ..., "f1": ...}`` (several). Objectives are picklable, so they
 run on process pools and Dask workers.
 
-======================  ====  ==========  ==================================
-name                    d     objectives  known optimum
-======================  ====  ==========  ==================================
-``branin``              2     1           0.397887
-``hartmann6``           6     1           -3.32237
-``ackley2``             2     1           0
-``ackley10``            10    1           0
-``levy4``               4     1           0
-``rosenbrock4``         4     1           0
-``branincurrin``        2     2           hypervolume 59.36 (ref. 18, 6)
-``dtlz2``               6     2           hypervolume 0.4246 (ref. 1.1, 1.1)
-======================  ====  ==========  ==================================
+| name | d | objectives | known optimum |
+| --- | --- | --- | --- |
+| `branin` | 2 | 1 | 0.397887 |
+| `hartmann6` | 6 | 1 | -3.32237 |
+| `ackley2` | 2 | 1 | 0 |
+| `ackley10` | 10 | 1 | 0 |
+| `levy4` | 4 | 1 | 0 |
+| `rosenbrock4` | 4 | 1 | 0 |
+| `branincurrin` | 2 | 2 | hypervolume 59.36 (reference point 18, 6) |
+| `dtlz2` | 6 | 2 | hypervolume 0.4246 (reference point 1.1, 1.1) |
 """
 
 from __future__ import annotations
