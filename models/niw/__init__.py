@@ -36,11 +36,19 @@ from .niw import (
     local_quadratic,
     niw_meta_learner,
 )
-from .train import classification_metrics, evaluate, meta_train, regression_metrics, summarize
+from .train import (
+    LEVELS,
+    classification_metrics,
+    evaluate,
+    meta_train,
+    regression_metrics,
+    summarize,
+)
 
 __all__ = [
     "DIGITS_TEST_DIGITS",
     "DIGITS_TRAIN_DIGITS",
+    "LEVELS",
     "NIW",
     "Episode",
     "GlobalParams",

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import optax
 
 from .common import Likelihood, MetaLearner
-from .data import Episode, check_task
+from .data import Episode, check_episode, check_task
 from .distribution import NIW, expected_log_det, expected_precision, niw_kl, niw_mode
 from .nets import Network
 
@@ -222,7 +222,7 @@ def niw_meta_learner(
     curvature_clip: tuple[float, float] = (0.0, 1e4),
     prior: NIW | None = None,
     num_episodes: float = 1e4,
-    init_variance: float = 1.0,
+    init_variance: float = 1e-3,
     init_dof: float = 2.0,
     use_query: bool = True,
     num_vi_steps: int = 10,
@@ -302,6 +302,7 @@ def niw_meta_learner(
         return loss, NIWInfo(loss, jnp.mean(enll), jnp.mean(kl), gkl)
 
     def step(rng_key: jax.Array, state: NIWState, episode: Episode) -> tuple[NIWState, NIWInfo]:
+        check_episode(episode)
         del rng_key  # the gradient inner loop is deterministic
         grads, info = jax.grad(loss_fn, has_aux=True)(state.params, episode)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)

@@ -13,6 +13,7 @@ sqrt(num_tasks)``) over tasks:
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -107,7 +108,8 @@ def regression_metrics(outputs: jax.Array, y: jax.Array, noise_scale: jax.Array)
         noise_scale: Observation noise standard deviation.
 
     Returns:
-        ``{"mse", "nll", "calibration_error"}`` (NLL per query point).
+        ``{"mse", "nll", "calibration_error", "coverage"}`` (NLL per query point;
+        ``coverage`` of shape ``(len(LEVELS),)``).
     """
     mean = jnp.mean(outputs, axis=0)
     var = jnp.var(outputs, axis=0) + noise_scale**2
@@ -121,6 +123,7 @@ def regression_metrics(outputs: jax.Array, y: jax.Array, noise_scale: jax.Array)
         "mse": jnp.mean((mean - y) ** 2),
         "nll": nll,
         "calibration_error": jnp.mean(jnp.abs(coverage - levels)),
+        "coverage": coverage,
     }
 
 
@@ -156,11 +159,16 @@ def _ece(confidence: np.ndarray, correct: np.ndarray, num_bins: int = 15) -> flo
     return float(gap)
 
 
-def summarize(per_task: dict[str, np.ndarray]) -> dict[str, float]:
-    """Mean and 95% half-width of each per-task metric (and the pooled ECE)."""
-    out: dict[str, float] = {}
+def summarize(per_task: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Mean and 95% half-width of each per-task metric (and the pooled ECE).
+
+    ``coverage`` (tasks x levels) is averaged over tasks into a list.
+    """
+    out: dict[str, Any] = {}
     for name, values in per_task.items():
         values = np.asarray(values)
+        if name == "coverage":
+            out[name] = values.mean(axis=0).tolist()
         if values.ndim != 1:
             continue
         out[name] = float(values.mean())
@@ -169,6 +177,23 @@ def summarize(per_task: dict[str, np.ndarray]) -> dict[str, float]:
         conf = np.asarray(per_task["confidence"]).ravel()
         out["ece"] = _ece(conf, np.asarray(per_task["correct"]).ravel())
     return out
+
+
+@functools.lru_cache(maxsize=32)
+def _scorer(learner: MetaLearner, task: str):
+    """One compiled scorer per (learner, task), reused across calls of the same shapes."""
+
+    @jax.jit
+    def score(state, keys, ep, noise_scale):
+        def one(key, xs, ys, xq, yq):
+            outputs = learner.predict(key, state, xs, ys, xq)
+            if task == "regression":
+                return regression_metrics(outputs, yq, noise_scale)
+            return classification_metrics(outputs, yq)
+
+        return jax.vmap(one)(keys, *ep)
+
+    return score
 
 
 def evaluate(
@@ -180,7 +205,7 @@ def evaluate(
     task: str,
     noise_scale: float | jax.Array = 0.0,
     batch: int = 100,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Predict every test task from its support set and score its query set.
 
     Args:
@@ -201,22 +226,12 @@ def evaluate(
     check_task(episodes.x_support[0], episodes.y_support[0], episodes.x_query[0])
     num = episodes.x_support.shape[0]
     batch = min(batch, num)
-
-    @jax.jit
-    def score(keys, ep):
-        def one(key, xs, ys, xq, yq):
-            outputs = learner.predict(key, state, xs, ys, xq)
-            if task == "regression":
-                return regression_metrics(outputs, yq, noise_scale)
-            return classification_metrics(outputs, yq)
-
-        return jax.vmap(one)(keys, *ep)
-
+    score = _scorer(learner, task)
     keys = jax.random.split(rng_key, num)
     parts = []
     for start in range(0, num, batch):
         idx = np.arange(start, start + batch) % num
         ep = jax.tree.map(lambda a, i=idx: a[i], episodes)
-        parts.append(jax.tree.map(np.asarray, score(keys[idx], ep)))
+        parts.append(jax.tree.map(np.asarray, score(state, keys[idx], ep, noise_scale)))
     merged = {k: np.concatenate([p[k] for p in parts])[:num] for k in parts[0]}
     return summarize(merged)
