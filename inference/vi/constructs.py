@@ -8,7 +8,8 @@ objective to maximise (after Becker, Lew et al., PLDI 2024). It is written with:
   its sites and ``log q`` of the draw. Each random choice is drawn with a
   per-site gradient estimator (:data:`ESTIMATORS`): ``"reparam"``
   (pathwise), ``"score"`` (REINFORCE), ``"enum"`` (exact sum over a finite
-  support) or ``"detach"`` (no gradient through the choice).
+  support), ``"mvd"`` (measure-valued derivative of a finite discrete choice)
+  or ``"detach"`` (no gradient through the choice).
 - :func:`model_log_density`: ``log p(x, z)`` of the model at the guide's values.
 - :func:`log_mean_exp` and :func:`normalized_weights`: importance-weighted
   marginalisation and self-normalisation over ``K`` particles.
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 #: Per-site gradient estimators understood by :func:`guide_draw`.
-ESTIMATORS = ("reparam", "score", "enum", "detach")
+ESTIMATORS = ("reparam", "score", "enum", "mvd", "detach")
 
 
 @dataclass
@@ -51,9 +52,11 @@ class _Scope:
     """Trace-time record of the terms an ``expectation`` needs (not a JAX value)."""
 
     enum_index: dict[str, jax.Array] | None = None
-    enum_sites: dict[str, tuple[int, tuple[int, ...]]] = field(default_factory=dict)
+    mvd_override: tuple[str, jax.Array, jax.Array] | None = None
+    sites: dict[str, tuple[str, int, tuple[int, ...]]] = field(default_factory=dict)
     score_terms: list[jax.Array] = field(default_factory=list)
     enum_terms: list[jax.Array] = field(default_factory=list)
+    mvd_terms: list[jax.Array] = field(default_factory=list)
 
 
 _SCOPES: list[_Scope] = []
@@ -78,11 +81,13 @@ class GuideDraw(NamedTuple):
 class _EstimatorMessenger(Messenger):
     """Chooses how each guide sample site is drawn, according to its estimator."""
 
-    def __init__(self, fn, estimators, default, enum_index, found):
+    def __init__(self, fn, estimators, default, enum_index, mvd_override, found):
         self.estimators = estimators
         self.default = default
         self.enum_index = enum_index
+        self.mvd_override = mvd_override
         self.found = found
+        self.mvd_log_prob = jnp.zeros(())
         super().__init__(fn)
 
     def _estimator(self, msg) -> str:
@@ -105,29 +110,36 @@ class _EstimatorMessenger(Messenger):
             return
         est = self._estimator(msg)
         msg["infer"] = {**msg["infer"], "_vi_estimator": est}
-        fn = msg["fn"]
-        if est == "enum":
+        fn, name = msg["fn"], msg["name"]
+        support = None
+        if est in ("enum", "mvd"):
+            if not fn.has_enumerate_support or fn.event_shape or msg["kwargs"]["sample_shape"]:
+                raise ValueError(
+                    f"site {name!r}: {est!r} needs a scalar discrete site with finite support"
+                )
             support = fn.enumerate_support(expand=False)
             size = support.shape[0]
-            if fn.event_shape or msg["kwargs"].get("sample_shape"):
-                raise ValueError(f"site {msg['name']!r}: 'enum' needs a scalar-event site")
-            self.found[msg["name"]] = (size, tuple(fn.batch_shape))
-            if self.enum_index is not None and msg["name"] in self.enum_index:
-                flat = support.reshape(size, -1)
-                if flat.shape[1] != 1:
-                    raise ValueError(
-                        f"site {msg['name']!r}: 'enum' needs the same support in every batch entry"
-                    )
-                msg["value"] = jnp.take(flat[:, 0], self.enum_index[msg["name"]])
+            support = support.reshape(size, -1)
+            if support.shape[1] != 1:
+                raise ValueError(f"site {name!r}: {est!r} needs the same support in every entry")
+            self.found[name] = (est, size, tuple(fn.batch_shape))
+            if est == "enum" and self.enum_index is not None and name in self.enum_index:
+                msg["value"] = jnp.take(support[:, 0], self.enum_index[name])
                 return
-        if est in ("score", "enum", "detach"):
+        if est in ("score", "enum", "mvd", "detach"):
             value = fn(rng_key=msg["kwargs"]["rng_key"], sample_shape=msg["kwargs"]["sample_shape"])
             msg["value"] = jax.lax.stop_gradient(value)
+        if est == "mvd" and self.mvd_override is not None and self.mvd_override[0] == name:
+            # Measure-valued derivative branch: entry `e` of the site set to support value `k`.
+            _, e, k = self.mvd_override
+            flat = msg["value"].reshape(-1).at[e].set(support[k, 0].astype(msg["value"].dtype))
+            msg["value"] = flat.reshape(msg["value"].shape)
+            self.mvd_log_prob = fn.log_prob(msg["value"]).reshape(-1)[e]
 
 
-def _draw_once(guide, params, args, kwargs, rng_key, estimators, default, enum_index):
-    found: dict[str, tuple[int, tuple[int, ...]]] = {}
-    program = _EstimatorMessenger(seed(guide, rng_key), estimators, default, enum_index, found)
+def _draw_once(guide, params, args, kwargs, rng_key, estimators, default, enum_index, mvd=None):
+    found: dict[str, tuple[str, int, tuple[int, ...]]] = {}
+    program = _EstimatorMessenger(seed(guide, rng_key), estimators, default, enum_index, mvd, found)
     log_probs, tr = compute_log_probs(program, args, kwargs, params)
     values, score, enum = {}, 0.0, 0.0
     for name, site in tr.items():
@@ -140,7 +152,8 @@ def _draw_once(guide, params, args, kwargs, rng_key, estimators, default, enum_i
         elif est == "enum":
             enum = enum + log_probs[name]
     total = sum(log_probs[n] for n in values) if values else jnp.zeros(())
-    return values, jnp.asarray(total), jnp.asarray(score), jnp.asarray(enum), found
+    terms = (jnp.asarray(score), jnp.asarray(enum), program.mvd_log_prob)
+    return values, jnp.asarray(total), terms, found
 
 
 def guide_draw(
@@ -158,8 +171,9 @@ def guide_draw(
     The estimator of a site is, in order of precedence: ``estimators[name]``,
     the site's ``infer={"estimator": ...}``, then ``default_estimator`` for
     sites with a reparameterised sampler and ``"score"`` for the others. Inside
-    an ``expectation``, score sites add ``log q(z_site)`` to its score term and
-    enumerated sites are summed over exactly.
+    an ``expectation``, score sites add ``log q(z_site)`` to its score term,
+    enumerated sites are summed over exactly, and measure-valued sites get
+    their derivative from re-runs with each entry set to each support value.
 
     Args:
         guide: NumPyro program; its ``numpyro.param`` sites take values from ``params``.
@@ -180,32 +194,33 @@ def guide_draw(
     scope = _SCOPES[-1] if _SCOPES else None
     if num_particles is None:
         enum_index = scope.enum_index if scope is not None else None
-        values, log_q, score, enum, found = _draw_once(
-            guide, params, args, kwargs, rng_key, estimators, default_estimator, enum_index
+        mvd = scope.mvd_override if scope is not None else None
+        values, log_q, (score, enum, mvd_lp), found = _draw_once(
+            guide, params, args, kwargs, rng_key, estimators, default_estimator, enum_index, mvd
         )
     else:
         keys = jax.random.split(rng_key, num_particles)
         found = {}
 
         def one(key):
-            *out, seen = _draw_once(
+            values, log_q, terms, seen = _draw_once(
                 guide, params, args, kwargs, key, estimators, default_estimator, None
             )
             found.update(seen)
-            return tuple(out)
+            return values, log_q, terms[0]
 
-        values, log_q, score, enum = jax.vmap(one)(keys)
+        values, log_q, score = jax.vmap(one)(keys)
         if found:
             raise ValueError(
-                f"sites {sorted(found)} use 'enum', which is not available with num_particles; "
-                "draw particles in a loop of single draws or use another estimator"
+                f"sites {sorted(found)} use 'enum' or 'mvd', which are not available with "
+                "num_particles; draw particles in a loop of single draws or use another estimator"
             )
-        score = score.sum()
-        enum = enum.sum()
+        score, enum, mvd_lp = score.sum(), jnp.zeros(()), jnp.zeros(())
     if scope is not None:
-        scope.enum_sites.update(found)
+        scope.sites.update(found)
         scope.score_terms.append(score)
         scope.enum_terms.append(enum)
+        scope.mvd_terms.append(mvd_lp)
     return GuideDraw(values, log_q, num_particles)
 
 

@@ -15,7 +15,9 @@ Reparameterised choices contribute through the pathwise derivative of
 baseline :math:`b` is a control variate that keeps the estimate unbiased and
 lowers its variance. Enumerated choices are summed over exactly: the program
 is re-run for every joint value :math:`k` of the enumerated sites and
-:math:`s = \sum_k q_\phi(k)\, s_k`.
+:math:`s = \sum_k q_\phi(k)\, s_k`. Measure-valued choices (finite discrete)
+add :math:`\sum_{e,k} \nabla q_\phi(z_e = k)\, f(z_e = k)`, re-running the program
+once per entry and support value (linear, not exponential, in the number of entries).
 """
 
 from __future__ import annotations
@@ -118,8 +120,8 @@ class StatefulObjective(NamedTuple):
     program: Callable[..., tuple[jax.Array, Any]]
 
 
-def _run_branch(program: Callable, enum_index, call_args: tuple, call_kwargs: dict):
-    scope = _Scope(enum_index=enum_index)
+def _run_branch(program: Callable, call_args: tuple, call_kwargs: dict, enum_index=None, mvd=None):
+    scope = _Scope(enum_index=enum_index, mvd_override=mvd)
     _SCOPES.append(scope)
     try:
         out = program(*call_args, **call_kwargs)
@@ -129,9 +131,9 @@ def _run_branch(program: Callable, enum_index, call_args: tuple, call_kwargs: di
     value = jnp.asarray(value)
     if value.shape != ():
         raise ValueError(f"an objective program must return a scalar, got shape {value.shape}")
-    score = sum(scope.score_terms, start=jnp.zeros(()))
-    enum = sum(scope.enum_terms, start=jnp.zeros(()))
-    return value, extra, score, enum, scope.enum_sites
+    terms = [sum(t, start=jnp.zeros(())) for t in (scope.score_terms, scope.enum_terms)]
+    mvd_lp = sum(scope.mvd_terms, start=jnp.zeros(()))
+    return value, extra, (*terms, mvd_lp), scope.sites
 
 
 def _enum_grid(sites: dict[str, tuple[int, tuple[int, ...]]]) -> dict[str, np.ndarray]:
@@ -158,21 +160,45 @@ def _enum_grid(sites: dict[str, tuple[int, tuple[int, ...]]]) -> dict[str, np.nd
 
 def _estimate(program, call_args, call_kwargs, baseline_value):
     sg = jax.lax.stop_gradient
-    value, extra, score, _, sites = _run_branch(program, None, call_args, call_kwargs)
-    if not sites:
+    value, extra, (score, _, _), sites = _run_branch(program, call_args, call_kwargs)
+    enum = {n: (size, shape) for n, (kind, size, shape) in sites.items() if kind == "enum"}
+    mvd = {n: (size, shape) for n, (kind, size, shape) in sites.items() if kind == "mvd"}
+    if sites and extra is not None:
+        raise ValueError("'enum' and 'mvd' sites cannot be combined with a stateful objective")
+    if enum and mvd:
+        raise ValueError(f"sites {sorted(enum)} use 'enum' and {sorted(mvd)} 'mvd': pick one")
+    if not enum:
         surr = value + sg(value - baseline_value) * (score - sg(score))
+        for name, (size, shape) in mvd.items():
+            surr = surr + _mvd_term(program, call_args, call_kwargs, name, size, shape)
         return value, surr, extra
-    if extra is not None:
-        raise ValueError("enumerated sites cannot be combined with a stateful objective")
-    grid = _enum_grid(sites)
+    grid = _enum_grid(enum)
 
     def branch(index):
-        v, _, s, e, _ = _run_branch(program, index, call_args, call_kwargs)
+        v, _, (s, e, _), _ = _run_branch(program, call_args, call_kwargs, enum_index=index)
         return v, v + sg(v - baseline_value) * (s - sg(s)), e
 
     values, surrs, log_q = jax.vmap(branch)({k: jnp.asarray(v) for k, v in grid.items()})
     weights = jnp.exp(log_q)
     return jnp.sum(sg(weights) * values), jnp.sum(weights * surrs), None
+
+
+def _mvd_term(program, call_args, call_kwargs, name, size, shape):
+    r"""Measure-valued derivative of one discrete site: zero in value, gradient
+    :math:`\sum_{e,k} \nabla q_e(k)\, f(z_e = k)` with the program re-run for every
+    entry ``e`` and support value ``k`` (other choices as in the main run)."""
+    sg = jax.lax.stop_gradient
+    n = int(np.prod(shape, dtype=int))
+    entries = jnp.asarray(np.repeat(np.arange(n), size))
+    values = jnp.asarray(np.tile(np.arange(size), n))
+
+    def branch(e, k):
+        v, _, (_, _, lp), _ = _run_branch(program, call_args, call_kwargs, mvd=(name, e, k))
+        return v, lp
+
+    f, log_q = jax.vmap(branch)(entries, values)
+    term = jnp.sum(jnp.exp(log_q) * sg(f))
+    return term - sg(term)
 
 
 def expectation(program: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
