@@ -1,0 +1,342 @@
+"""Experiments of the PaRIS particle Gibbs entry (registered in bayes.experiments)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bayes.experiments import RunContext, experiment
+
+#: True parameters of the scalar linear Gaussian model used by the experiments.
+LGSSM_THETA = {"phi": 0.8, "log_sigma_x": 0.0, "log_sigma_y": -0.3}
+
+
+def _lgssm_setup(seed: int, num_steps: int):
+    import jax
+    import jax.numpy as jnp
+    from bayes.models import ssm
+
+    theta = {k: jnp.asarray(v) for k, v in LGSSM_THETA.items()}
+    _, ys = ssm.simulate(jax.random.key(seed), ssm.scalar_matrices(theta), num_steps)
+    return theta, ys, ssm.linear_gaussian_ssm(ssm.scalar_matrices)
+
+
+def _lag_one(xp, x, t):
+    return xp[0] * x[0]
+
+
+def _lag_one_truth(theta, ys) -> float:
+    from bayes.models import ssm
+
+    sm = ssm.rts_smoother(ssm.scalar_matrices(theta), ys)
+    return float((sm.cross_covs[:, 0, 0] + sm.means[:-1, 0] * sm.means[1:, 0]).sum())
+
+
+@experiment(
+    "paris-bias",
+    "PaRIS vs PPG on a linear Gaussian model: bias, variance and MSE against the Kalman value",
+)
+def paris_bias(ctx: RunContext) -> dict[str, Any]:
+    import jax
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from bayes.inference.smc import csmc, paris
+
+    T = 40 if ctx.quick else 100
+    sizes = [16, 64] if ctx.quick else [16, 64, 256]
+    lengths = [20, 40, 80] if ctx.quick else [50, 100, 200, 400]
+    reps = 100 if ctx.quick else 400
+    num_sweeps = 6 if ctx.quick else 10
+    burnins = [0, 1, 3] if ctx.quick else [0, 2, 5]
+    theta, ys_all, model = _lgssm_setup(ctx.seed, max(T, *lengths))
+    ys = ys_all[:T]
+    truth = _lag_one_truth(theta, ys)
+    key = jax.random.key(ctx.seed + 1)
+
+    def paris_runs(ys, n, key):
+        fn = jax.jit(
+            jax.vmap(
+                lambda k: paris.run_paris(model, theta, ys, _lag_one, rng_key=k, num_particles=n)
+            )
+        )
+        return np.asarray(fn(jax.random.split(key, reps)).estimate, dtype=float)
+
+    def ppg_runs(ys, n, key):
+        fn = jax.jit(
+            jax.vmap(
+                lambda k: (
+                    csmc.run_ppg(
+                        model,
+                        theta,
+                        ys,
+                        _lag_one,
+                        rng_key=k,
+                        num_particles=n,
+                        num_sweeps=num_sweeps,
+                    ).estimates
+                )
+            )
+        )
+        return np.asarray(fn(jax.random.split(key, reps)), dtype=float)
+
+    def summary(est: np.ndarray) -> dict[str, float]:
+        bias = float(est.mean() - truth)
+        var = float(est.var())
+        return {"bias": bias, "bias_se": float(est.std() / np.sqrt(est.size)), "var": var,
+                "mse": bias**2 + var}  # fmt: skip
+
+    by_size = {}
+    for n in ctx.track(sizes, total=len(sizes), desc="particles"):
+        key, k1, k2 = jax.random.split(key, 3)
+        p = paris_runs(ys, n, k1)
+        sweeps = ppg_runs(ys, n, k2)  # (reps, num_sweeps + 1); column 0 is PaRIS
+        entry = {"paris": summary(p)}
+        for k0 in burnins:
+            entry[f"ppg_k0={k0}"] = summary(sweeps[:, 1 + k0 :].mean(1))
+        by_size[n] = entry
+        ctx.log(f"N={n}: PaRIS bias {entry['paris']['bias']:.3f}, "
+                f"PPG bias {entry[f'ppg_k0={burnins[-1]}']['bias']:.3f}")  # fmt: skip
+
+    variances = []
+    for length in ctx.track(lengths, total=len(lengths), desc="lengths"):
+        key, k1 = jax.random.split(key)
+        variances.append(float(paris_runs(ys_all[:length], sizes[-1], k1).var()))
+    slope = float(np.polyfit(np.log(lengths), np.log(variances), 1)[0])
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    labels = list(by_size[sizes[0]])
+    for label in labels:
+        bias = [abs(by_size[n][label]["bias"]) for n in sizes]
+        err = [by_size[n][label]["bias_se"] for n in sizes]
+        axes[0].errorbar(sizes, bias, yerr=err, marker="o", label=label, capsize=3)
+    axes[0].set(xscale="log", xlabel="N", ylabel="|bias|", title=f"bias, T={T}")
+    axes[0].legend(fontsize=8)
+    axes[1].loglog(lengths, variances, "o-", label="PaRIS variance")
+    ref = variances[0] * np.asarray(lengths) / lengths[0]
+    axes[1].loglog(lengths, ref, "k--", label="linear in T")
+    axes[1].set(xlabel="T", ylabel="variance", title=f"N={sizes[-1]}, slope {slope:.2f}")
+    axes[1].legend(fontsize=8)
+    ctx.savefig(fig, "paris_bias")
+
+    deepest = f"ppg_k0={burnins[-1]}"
+    return {
+        "truth": truth,
+        "num_steps": T,
+        "replications": reps,
+        "num_sweeps": num_sweeps,
+        "by_num_particles": by_size,
+        "variance_by_length": dict(zip(lengths, variances)),
+        "variance_slope_in_T": slope,
+        "ppg_bias_below_paris": all(
+            abs(by_size[n][deepest]["bias"]) < abs(by_size[n]["paris"]["bias"]) for n in sizes
+        ),
+        "paris_bias_falls_with_N": abs(by_size[sizes[-1]]["paris"]["bias"])
+        < abs(by_size[sizes[0]]["paris"]["bias"]),
+    }
+
+
+@experiment(
+    "paris-mle",
+    "MLE of linear Gaussian parameters by stochastic approximation with PaRIS and PPG scores",
+)
+def paris_mle(ctx: RunContext) -> dict[str, Any]:
+    import jax
+    import jax.numpy as jnp
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import optax
+    from bayes.inference.smc import learning
+    from bayes.models import ssm
+    from scipy import optimize
+
+    T = 200 if ctx.quick else 1000
+    iters = 400 if ctx.quick else 2000
+    n = 32 if ctx.quick else 64
+    _, ys, model = _lgssm_setup(ctx.seed, T)
+    names = list(LGSSM_THETA)
+
+    def nll(v):
+        return -ssm.kalman_loglik(ssm.scalar_matrices(dict(zip(names, v))), ys)
+
+    nll_jit = jax.jit(jax.value_and_grad(nll))
+
+    def fun(v):
+        value, grad = nll_jit(jnp.asarray(v, dtype=jnp.float32))
+        return float(value), np.asarray(grad, dtype=float)
+
+    bounds = [(-0.99, 0.99), (-3, 3), (-3, 3)]
+    res = optimize.minimize(fun, np.array([0.5, 0.0, 0.0]), jac=True, method="L-BFGS-B",
+                            bounds=bounds)  # fmt: skip
+    exact = dict(zip(names, res.x.tolist()))
+    start_values = {"phi": 0.3, "log_sigma_x": -0.7, "log_sigma_y": 0.4}
+    start = {k: jnp.asarray(v) for k, v in start_values.items()}
+    schedule = optax.exponential_decay(0.05, iters, 0.1)
+    results, traces = {}, {}
+    for method in ctx.track(["paris", "ppg"], total=2, desc="methods"):
+        fit = jax.jit(
+            lambda k, m=method: learning.fit_mle(
+                model, start, ys, rng_key=k, num_iterations=iters, optimizer=optax.adam(schedule),
+                method=m, num_particles=n,
+            )
+        )  # fmt: skip
+        out = fit(jax.random.key(ctx.seed + 7))
+        trace = {k: np.asarray(v, dtype=float) for k, v in out.trace.items()}
+        # Polyak-Ruppert average of the last quarter of the iterates.
+        avg = {k: float(v[-iters // 4 :].mean()) for k, v in trace.items()}
+        err = max(abs(avg[k] - exact[k]) for k in names)
+        results[method] = {"estimate": avg, "max_abs_error": err}
+        traces[method] = trace
+        ctx.log(f"{method}: {avg} (max error {err:.3f})")
+    start_err = max(abs(float(start[k]) - exact[k]) for k in names)
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.3))
+    for ax, name in zip(axes, names):
+        for method, style in (("paris", "C0"), ("ppg", "C1")):
+            ax.plot(traces[method][name], color=style, lw=0.8, label=method)
+        ax.axhline(exact[name], color="k", ls="--", label="exact MLE")
+        ax.set(title=name, xlabel="iteration")
+    axes[0].legend(fontsize=8)
+    ctx.savefig(fig, "paris_mle")
+    return {
+        "num_steps": T,
+        "num_iterations": iters,
+        "num_particles": n,
+        "exact_mle": exact,
+        "start_max_abs_error": start_err,
+        "paris": results["paris"],
+        "ppg": results["ppg"],
+    }
+
+
+@experiment(
+    "paris-msc",
+    "Markov score climbing with PPG: Gaussian Markov smoother for stochastic volatility",
+)
+def paris_msc(ctx: RunContext) -> dict[str, Any]:
+    import jax
+    import jax.numpy as jnp
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import optax
+    from bayes.inference.smc import learning, paris
+    from bayes.models import ssm
+
+    T = 40 if ctx.quick else 200
+    iters = 600 if ctx.quick else 3000
+    n_ref = 500 if ctx.quick else 2000
+    theta = {"mu": jnp.asarray(-1.0), "phi": jnp.asarray(0.9), "log_sigma": jnp.log(0.4)}
+    model = ssm.stochastic_volatility()
+    xs, ys = ssm.simulate_ssm(
+        jax.random.key(ctx.seed), model, theta, T,
+        lambda k, x, t, th: jnp.exp(0.5 * x) * jax.random.normal(k, (1,)),
+    )  # fmt: skip
+    family, lam0 = learning.gaussian_markov_family(T)
+    fit = jax.jit(
+        lambda k: learning.fit_msc(
+            model, theta, ys, family, lam0, rng_key=k, num_iterations=iters,
+            optimizer=optax.adam(optax.exponential_decay(0.05, iters, 0.1)), num_particles=32,
+        )
+    )  # fmt: skip
+    out = fit(jax.random.key(ctx.seed + 3))
+    # Polyak average of the last quarter of the variational parameters.
+    lam = jax.tree.map(lambda v: v[-iters // 4 :].mean(0), out.trace)
+    q_mean, q_sd = (np.asarray(a, dtype=float) for a in learning.gaussian_markov_marginals(lam))
+
+    eye = jnp.eye(T)
+
+    def moments(xp, x, t):
+        return jnp.stack([eye[t] * x[0], eye[t] * x[0] ** 2])
+
+    ref = jax.jit(
+        lambda k: paris.run_paris(
+            model, theta, ys, moments, rng_key=k, num_particles=n_ref, num_backward=2,
+            initial_fn=lambda x0: jnp.stack([eye[0] * x0[0], eye[0] * x0[0] ** 2]),
+        ).estimate
+    )(jax.random.key(ctx.seed + 4))  # fmt: skip
+    ref = np.asarray(ref, dtype=float)
+    s_mean = ref[0]
+    s_sd = np.sqrt(np.maximum(ref[1] - ref[0] ** 2, 1e-12))
+    z = (q_mean - s_mean) / s_sd
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    t = np.arange(T)
+    ax.fill_between(t, s_mean - 2 * s_sd, s_mean + 2 * s_sd, color="C0", alpha=0.25)
+    ax.plot(t, s_mean, "C0", label=f"particle smoother (N={n_ref})")
+    ax.plot(t, q_mean, "C1", label="MSC variational mean")
+    ax.plot(t, q_mean - 2 * q_sd, "C1--", lw=0.8)
+    ax.plot(t, q_mean + 2 * q_sd, "C1--", lw=0.8, label="variational ±2 sd")
+    ax.plot(t, np.asarray(xs[:, 0]), "k.", ms=3, label="true states")
+    ax.set(xlabel="t", ylabel="log-volatility")
+    ax.legend(fontsize=8)
+    ctx.savefig(fig, "paris_msc")
+    return {
+        "num_steps": T,
+        "num_iterations": iters,
+        "mean_abs_z": float(np.mean(np.abs(z))),
+        "max_abs_z": float(np.max(np.abs(z))),
+        "sd_ratio_median": float(np.median(q_sd / s_sd)),
+    }
+
+
+@experiment(
+    "smc-evidence",
+    "Tempered SMC on a conjugate model: log evidence vs analytic, posterior mean vs NUTS",
+)
+def smc_evidence(ctx: RunContext) -> dict[str, Any]:
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from bayes.models.conjugate import exact_posterior, model, simulate
+    from scipy import stats
+
+    import bayes
+
+    n_obs = 30
+    y = simulate(n_obs, seed=ctx.seed)
+    exact_logz = float(stats.multivariate_normal(np.zeros(n_obs), np.eye(n_obs) + 100.0).logpdf(y))
+    mean, sd = exact_posterior(y)
+    chains, particles = (4, 500) if ctx.quick else (8, 2000)
+    results = {}
+    for kernel in ctx.track(["rw", "hmc"], total=2, desc="kernels"):
+        idata = bayes.sample(
+            model, {"y": y}, method="smc", num_chains=chains, num_samples=particles,
+            num_particles=particles, kernel=kernel, seed=ctx.seed, progress=False,
+        )  # fmt: skip
+        logz = np.asarray(json.loads(idata.posterior.attrs["log_evidence_per_chain"]))
+        draws = np.asarray(idata.posterior["mu"])
+        results[kernel] = {
+            "log_evidence": float(logz.mean()),
+            "log_evidence_se": float(logz.std(ddof=1) / np.sqrt(chains)),
+            "posterior_mean": float(draws.mean()),
+            "posterior_sd": float(draws.std()),
+            "log_evidence_per_chain": logz.tolist(),
+        }
+    nuts = bayes.sample(model, {"y": y}, method="nuts", num_chains=2, num_warmup=300,
+                        num_samples=500, seed=ctx.seed, progress=False)  # fmt: skip
+    nuts_draws = np.asarray(nuts.posterior["mu"])
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for i, kernel in enumerate(results):
+        z = results[kernel]["log_evidence_per_chain"]
+        ax.plot(np.full(len(z), i), z, "o", alpha=0.6, label=f"SMC ({kernel}) runs")
+    ax.axhline(exact_logz, color="k", ls="--", label="analytic")
+    ax.set(xticks=[0, 1], xticklabels=list(results), ylabel="log evidence")
+    ax.legend(fontsize=8)
+    ctx.savefig(fig, "smc_evidence")
+    return {
+        "exact_log_evidence": exact_logz,
+        "exact_posterior_mean": mean,
+        "exact_posterior_sd": sd,
+        "nuts_posterior_mean": float(nuts_draws.mean()),
+        "smc": results,
+    }
