@@ -9,15 +9,19 @@ A zoo entry registers experiments in its ``experiments`` module::
         ...  # heavy imports go here, not at module level
         return {"max_abs_error": 0.01}
 
-:func:`registry` discovers ``bayes.models.<entry>.experiments`` for every
-entry (plus the modules in ``EXTRA_MODULES``) without importing JAX, so
-``bayes run --list`` is fast. :func:`run_experiment` calls the function with a
-:class:`RunContext` and writes ``results.json`` (the returned figures, the
-settings, package versions, timings and the list of plots) to ``ctx.out``.
+:func:`registry` finds the ``experiments.py`` of every zoo entry (plus the
+modules in ``EXTRA_MODULES``) and reads the ``@experiment(...)`` declarations
+from their source, without importing them: importing a zoo module runs its
+package ``__init__``, which may import JAX, and ``bayes run --list`` must stay
+fast. A module is imported only when one of its experiments runs.
+:func:`run_experiment` calls the function with a :class:`RunContext` and
+writes ``results.json`` (the returned figures, the settings, package
+versions, timings and the list of plots) to ``ctx.out``.
 """
 
 from __future__ import annotations
 
+import ast
 import datetime as _dt
 import importlib
 import importlib.util
@@ -70,8 +74,18 @@ class Experiment:
 
     name: str
     description: str
-    fn: Callable[[RunContext], dict[str, Any]]
+    fn: Callable[[RunContext], dict[str, Any]] | None
     module: str
+
+    def load(self) -> Callable[[RunContext], dict[str, Any]]:
+        """The experiment function, importing its module on first use."""
+        if self.fn is not None:
+            return self.fn
+        importlib.import_module(self.module)
+        loaded = _REGISTRY.get(self.name)
+        if loaded is None or loaded.fn is None:
+            raise ExperimentError(f"{self.module} does not define experiment {self.name!r}")
+        return loaded.fn
 
 
 @dataclass
@@ -132,10 +146,36 @@ def experiment(name: str, description: str) -> Callable[[Callable[..., dict]], C
         existing = _REGISTRY.get(name)
         if existing is not None and existing.module != fn.__module__:
             raise ValueError(f"experiment {name!r} is already registered by {existing.module}")
-        _REGISTRY[name] = Experiment(name, description.strip(), fn, fn.__module__)
+        _REGISTRY[name] = Experiment(name, " ".join(description.split()), fn, fn.__module__)
         return fn
 
     return decorate
+
+
+def _declared(path: Path, module: str) -> list[Experiment]:
+    """Experiments declared with ``@experiment("name", "description")`` in a source file."""
+    try:
+        tree = ast.parse(path.read_text(), filename=str(path))
+    except (OSError, SyntaxError):
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for deco in node.decorator_list:
+            if not (isinstance(deco, ast.Call) and len(deco.args) >= 2):
+                continue
+            callee = deco.func
+            callee_name = callee.attr if isinstance(callee, ast.Attribute) else None
+            if isinstance(callee, ast.Name):
+                callee_name = callee.id
+            args = deco.args[:2]
+            if callee_name == "experiment" and all(
+                isinstance(a, ast.Constant) and isinstance(a.value, str) for a in args
+            ):
+                name, description = (a.value for a in args)
+                found.append(Experiment(name, " ".join(description.split()), None, module))
+    return found
 
 
 def _discover() -> None:
@@ -144,23 +184,28 @@ def _discover() -> None:
         return
     import bayes.models
 
-    names = [
-        f"bayes.models.{info.name}.experiments"
-        for info in pkgutil.iter_modules(bayes.models.__path__)
-        if info.ispkg
-    ]
-    for module_name in [*names, *EXTRA_MODULES]:
+    sources: list[tuple[Path, str]] = []
+    for info in pkgutil.iter_modules(bayes.models.__path__):
+        if info.ispkg:
+            folder = Path(info.module_finder.path) / info.name  # type: ignore[union-attr]
+            sources.append((folder / "experiments.py", f"bayes.models.{info.name}.experiments"))
+    for module_name in EXTRA_MODULES:
+        parent, _, leaf = module_name.rpartition(".")
         try:
-            spec = importlib.util.find_spec(module_name)
+            spec = importlib.util.find_spec(parent)
         except ModuleNotFoundError:
             spec = None
-        if spec is not None:
-            importlib.import_module(module_name)
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            sources.append((Path(location) / f"{leaf}.py", module_name))
+    for path, module_name in sources:
+        if path.is_file():
+            for exp in _declared(path, module_name):
+                _REGISTRY.setdefault(exp.name, exp)
     _DISCOVERED = True
 
 
 def registry() -> dict[str, Experiment]:
-    """All registered experiments, by name (sorted)."""
+    """All registered experiments, by name (sorted); functions load on demand."""
     _discover()
     return dict(sorted(_REGISTRY.items()))
 
@@ -246,7 +291,7 @@ def run_experiment(
     ctx = RunContext(quick=quick, seed=seed, out=folder, progress=progress)
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
-    results = experiments[name].fn(ctx)
+    results = experiments[name].load()(ctx)
     record = {
         "experiment": name,
         "description": experiments[name].description,
