@@ -10,7 +10,7 @@ import numpyro.distributions as dist
 import pytest
 
 import bayes
-from bayes import sampling
+from bayes import posteriordb, sampling
 from bayes.target import DataError, InitializationError
 
 D_STD, D_CORR, D_T = 10, 50, 3
@@ -110,23 +110,22 @@ def regression(x, y=None):
         numpyro.sample("y", dist.Normal(a * x, s), obs=y)
 
 
-def test_numpyro_model_groups_and_exact_posterior_mean():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=30)
-    y = 1.5 * x + rng.normal(size=30)
-    idata = bayes.sample(regression, {"x": x, "y": y}, num_chains=2, num_warmup=300,
-                         num_samples=500, progress=False)  # fmt: skip
-    assert set(idata.posterior.data_vars) == {"a", "s", "a2"}
-    np.testing.assert_allclose(idata.posterior["a2"], 2 * idata.posterior["a"], rtol=1e-6)
-    assert idata.log_likelihood["y"].shape == (2, 500, 30)
-    np.testing.assert_allclose(idata.observed_data["y"], y, rtol=1e-6)
+def test_numpyro_model_groups(x64):
+    try:
+        module = posteriordb.load_model("eight_schools-eight_schools_noncentered")
+    except posteriordb.PosteriorDBError:
+        pytest.skip("posteriordb data folder not found")
+    # the settings of the NUTS posteriordb test (which checks the means), sharing its program
+    idata = bayes.sample(module.model, module.data, num_chains=4, num_warmup=500,
+                         num_samples=500, progress=False, seed=5)  # fmt: skip
+    post = idata.posterior
+    assert set(post.data_vars) == {"mu", "tau", "theta_trans", "theta"}
+    np.testing.assert_allclose(post["theta"], post["theta_trans"] * post["tau"] + post["mu"],
+                               rtol=1e-10)  # fmt: skip
+    assert idata.log_likelihood["y"].shape == (4, 500, 8)
+    np.testing.assert_array_equal(idata.observed_data["y"], module.data["y"])
     assert np.isfinite(az.loo(idata).elpd_loo)
-    # with s known the posterior of a is ~N(sum xy / sum x^2, s^2 / sum x^2)
-    ref = np.sum(x * y) / np.sum(x**2)
-    sd = float(idata.posterior["s"].mean()) / np.sqrt(np.sum(x**2))
-    assert abs(float(idata.posterior["a"].mean()) - ref) < 0.2 * sd + 5 * float(
-        np.ravel(az.mcse(idata.posterior["a"].values))[0]
-    )
+    assert idata.posterior.attrs["num_draws"] == 500
 
 
 def test_bad_input_errors():
