@@ -73,12 +73,17 @@ def test_wheel_installs_bayes_inference_and_models(tmp_path: Path) -> None:
     assert "bayes/models/conjugate/__init__.py" in names
     assert "bayes/py.typed" in names
     assert not [n for n in names if n.startswith(("models/", "inference/"))]
-    # -S: no site-packages, so only the unpacked wheel provides `bayes`.
+    # The unpacked wheel goes first on sys.path, ahead of the editable
+    # install's finder (which sits after the path finder on sys.meta_path).
     code = (
         f"import sys; sys.path.insert(0, {str(tmp_path / 'site')!r})\n"
         "import bayes, bayes.inference, bayes.models, bayes.inference.mcmc\n"
-        "print(bayes.models.__file__)"
+        "import bayes.models.conjugate\n"
+        "for m in (bayes, bayes.inference, bayes.inference.mcmc, bayes.models.conjugate):\n"
+        "    print(m.__file__)"
     )
-    result = _python(code, "-S", cwd=tmp_path)
+    result = _python(code, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().startswith(str(tmp_path / "site"))
+    files = result.stdout.split()
+    assert len(files) == 4
+    assert all(f.startswith(str(tmp_path / "site")) for f in files), files
