@@ -164,22 +164,6 @@ def test_marginal_likelihood_gradients_match_finite_differences(x64, family):
         )
 
 
-def test_fitting_improves_the_marginal_likelihood(x64):
-    x, y, xt, yt = _data()
-    params, history = nngp.fit_hyperparameters(
-        x, y, family="inverse_gamma", depth=1, num_steps=60, learning_rate=0.05
-    )
-    assert history[-1] < history[0] - 0.05
-    start = nngp.log_marginal_likelihood(
-        nngp.init_params("inverse_gamma"), x, y, family="inverse_gamma", depth=1
-    )
-    end = nngp.log_marginal_likelihood(params, x, y, family="inverse_gamma", depth=1)
-    assert end > start
-    pred = nngp.predict(params, x, y, xt, yt, family="inverse_gamma", depth=1)
-    assert pred.mean.shape == (len(xt), 1) and pred.log_density.shape == (len(xt),)
-    assert np.all(np.isfinite(pred.log_density))
-
-
 def test_bad_inputs_give_clear_errors(x64):
     x, y, xt, _ = _data()
     k = nngp.nngp_kernel(x, **KW)
