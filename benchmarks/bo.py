@@ -4,11 +4,12 @@ Both loops run the same problem from the same scrambled Sobol design, seed
 torch identically before each round, fit the same ``SingleTaskGP``
 (``Standardize`` outcomes, ``fit_gpytorch_mll``) and optimize the same
 ``qLogNoisyExpectedImprovement`` with the same ``optimize_acqf`` settings, one
-point per round on one torch thread. They therefore visit the same points, and
-the time difference is what our loop adds: the SQLite store (one committed
-transaction per state change), the executor hop, bookkeeping and the progress
-display. The ratio ours / hand-written is reported per iteration; the target
-is at most 1.1.
+point per round on one torch thread. The hand-written loop replays the points
+our loop evaluated (it still fits and optimizes its own acquisition each
+round), so both fit identical data and the time difference is what our loop
+adds: the SQLite store (one committed transaction per state change), the
+executor hop, bookkeeping and the progress display. The ratio ours /
+hand-written is reported per iteration; the target is at most 1.1.
 
 Run: ``python benchmarks/bo.py [--quick]``. Rewrites the ``bo`` section of
 docs/benchmarks.md (not with ``--quick``).
@@ -52,7 +53,9 @@ def ours(problem, n_init: int, iters: int, seed: int, folder: Path) -> dict:
     return {"total": total, "fit": fit, "acq": acq, "X": X}
 
 
-def hand_written(problem, n_init: int, iters: int, seed: int) -> dict:
+def hand_written(problem, n_init: int, iters: int, seed: int, replay=None) -> dict:
+    """The minimal loop; with ``replay`` (points ``n x d``) it evaluates those points
+    instead of its own candidates, so its fits see exactly the data ours saw."""
     import torch
     from botorch.acquisition.logei import qLogNoisyExpectedImprovement
     from botorch.fit import fit_gpytorch_mll
@@ -71,6 +74,7 @@ def hand_written(problem, n_init: int, iters: int, seed: int) -> dict:
     X = torch.tensor(U, dtype=torch.float64)
     Y = torch.tensor([[-problem.objective(space.decode(x))] for x in U], dtype=torch.float64)
     bounds = torch.stack([torch.zeros(space.dim), torch.ones(space.dim)]).to(X)
+    same = True
     t0 = time.perf_counter()
     for _ in range(iters):
         with torch.random.fork_rng():
@@ -90,9 +94,12 @@ def hand_written(problem, n_init: int, iters: int, seed: int) -> dict:
                 options={"maxiter": OPTIONS["maxiter"], "batch_limit": 5},
             )  # fmt: skip
         x = space.snap(cand.detach().clamp(0, 1).numpy())[0]
+        if replay is not None:
+            same = same and bool(np.allclose(x, replay[len(X)], atol=1e-6))
+            x = replay[len(X)]
         X = torch.cat([X, torch.tensor(x[None, :], dtype=torch.float64)])
         Y = torch.cat([Y, torch.tensor([[-problem.objective(space.decode(x))]])])
-    return {"total": time.perf_counter() - t0, "X": X.numpy()}
+    return {"total": time.perf_counter() - t0, "X": X.numpy(), "same": same}
 
 
 def main() -> None:
@@ -104,35 +111,38 @@ def main() -> None:
     from bayes.bo import get_problem
 
     torch.set_num_threads(1)
-    reps, iters = (1, 3) if args.quick else (3, 15)
-    rows, ratios = [], []
+    reps, iters = (1, 3) if args.quick else (3, 10)
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, n_init in (("branin", 5), ("hartmann6", 10)):
             problem = get_problem(name)
             # Warm-up: first calls pay one-off costs (imports, TorchScript, caches).
             hand_written(problem, n_init, 1, 99)
             ours(problem, n_init, 1, 99, Path(tmp))
-            t_ours, t_hand, fit, acq, same = [], [], [], [], []
+            runs: dict[str, list] = {"ours": [], "hand": []}
+            reference = None
             for r in range(reps):
-                # Alternate the order so drifting machine load hits both loops alike.
-                res = {}
-                for which in ("hand", "ours") if r % 2 else ("ours", "hand"):
-                    res[which] = (ours(problem, n_init, iters, r, Path(tmp)) if which == "ours"
-                                  else hand_written(problem, n_init, iters, r))  # fmt: skip
-                t_ours.append(res["ours"]["total"] / iters)
-                t_hand.append(res["hand"]["total"] / iters)
-                fit.append(res["ours"]["fit"] / iters)
-                acq.append(res["ours"]["acq"] / iters)
-                same.append(np.allclose(res["ours"]["X"], res["hand"]["X"], atol=1e-6))
-            ratio = float(np.sum(t_ours) / np.sum(t_hand))
-            ratios.append(ratio)
-            rows.append([name, f"{n_init} + {iters}", reps, float(np.mean(t_hand)),
-                         float(np.mean(t_ours)), float(np.mean(fit)), float(np.mean(acq)),
-                         float(np.mean(t_ours) - np.mean(fit) - np.mean(acq)), ratio,
-                         "yes" if all(same) else "no"])  # fmt: skip
+                # Same seed every repeat, so our loop takes the same path and the hand-written
+                # one replays it; the order alternates so drifting load hits both alike.
+                for which in ("ours", "hand") if r % 2 == 0 else ("hand", "ours"):
+                    if which == "ours":
+                        runs["ours"].append(ours(problem, n_init, iters, 0, Path(tmp)))
+                        reference = runs["ours"][-1]["X"] if reference is None else reference
+                    elif reference is not None:
+                        runs["hand"].append(hand_written(problem, n_init, iters, 0, reference))
+            # Minimum over repeats: the least disturbed run of each loop (timeit practice).
+            best_ours = min(runs["ours"], key=lambda res: res["total"])
+            t_ours = best_ours["total"] / iters
+            t_hand = min(res["total"] for res in runs["hand"]) / iters
+            fit, acq = best_ours["fit"] / iters, best_ours["acq"] / iters
+            same = all(res["same"] for res in runs["hand"])
+            deterministic = all(np.array_equal(res["X"], reference) for res in runs["ours"])
+            rows.append([name, f"{n_init} + {iters}", reps, t_hand, t_ours, fit, acq,
+                         t_ours - fit - acq, t_ours / t_hand,
+                         "yes" if same and deterministic else "no"])  # fmt: skip
     header = ["problem", "evaluations", "repeats", "hand-written s/iter", "bayes s/iter",
               "of which fit", "of which acquisition", "of which the rest", "ratio",
-              "same points"]  # fmt: skip
+              "same candidates"]  # fmt: skip
     table = markdown_table(header, rows)
     print(table)
     if args.quick:
@@ -142,9 +152,13 @@ def main() -> None:
         "state change, thread executor, bookkeeping) against a minimal hand-written BoTorch "
         "loop doing the same GP fitting and qLogNEI optimization "
         f"(`optimize_acqf`: {OPTIONS['num_restarts']} restarts, {OPTIONS['raw_samples']} raw "
-        "samples), one point per round, one torch thread, same seeds. *same points*: both "
-        "loops visited identical points, so the ratio is pure loop overhead. Target: ratio "
-        "at most 1.1.\n\n" + table + "\n\nRun `python benchmarks/bo.py` to reproduce."
+        "samples), one point per round, one torch thread, same seeds, best of the repeats. "
+        "The hand-written loop "
+        "replays the points our loop evaluated, so both fit the same data each round and "
+        "the ratio is the loop's own overhead (*same candidates*: its own acquisition "
+        "optimum matched ours every round, up to 1e-6). *of which the rest*: our time "
+        "outside fitting and acquisition (store transactions, executor, bookkeeping). "
+        "Target: ratio at most 1.1.\n\n" + table + "\n\nRun `python benchmarks/bo.py` to reproduce."
     )
     write_section("bo", "Bayesian optimization loop overhead", body)
 
