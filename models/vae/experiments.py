@@ -25,7 +25,7 @@ def vi_vae(ctx: RunContext) -> dict[str, Any]:
     from bayes.vi_sampling import fit
 
     latent_dim, hidden, batch, k_train = 4, 128, 64, 5
-    num_steps, k_eval = (1000, 100) if ctx.quick else (20000, 1000)
+    num_steps, k_eval = (1000, 100) if ctx.quick else (4000, 1000)
     train, test = load_digits(seed=ctx.seed)
     model, guide = make_vae(latent_dim, hidden)
     key = jax.random.key(ctx.seed)
