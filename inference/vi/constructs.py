@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from numpyro.handlers import seed, trace
+from numpyro.handlers import seed
 from numpyro.infer.util import compute_log_probs
 from numpyro.primitives import Messenger
 
@@ -310,10 +310,3 @@ def with_gradient_of(value: jax.Array, surrogate: jax.Array) -> jax.Array:
     """
     sg = jax.lax.stop_gradient
     return sg(value) + surrogate - sg(surrogate)
-
-
-def _trace_sites(program: Callable, params: dict, args: tuple, kwargs: dict, rng_key) -> dict:
-    """Trace of a seeded NumPyro program with ``params`` substituted (no estimators)."""
-    from numpyro.handlers import substitute
-
-    return trace(substitute(seed(program, rng_key), data=params)).get_trace(*args, **kwargs)
