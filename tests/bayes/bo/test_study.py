@@ -219,7 +219,7 @@ def test_multi_objective_qlognehvi_grows_the_hypervolume(tmp_path: Path) -> None
                          ref_point=problem.ref_point, n_initial=6,
                          acquisition_options=FAST)  # fmt: skip
     assert study.settings["acquisition"] == "qlognehvi"
-    optimize(problem.objective, study, budget=10, batch_size=2, progress=False)
+    optimize(problem.objective, study, budget=9, batch_size=1, progress=False)
 
     def hv(trials):
         Y = -torch.tensor([[t.outcomes["f0"], t.outcomes["f1"]] for t in trials])
