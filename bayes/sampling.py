@@ -263,6 +263,8 @@ def sample(
     """
     _check(method, num_chains, num_warmup, num_samples)
     if method in EXTERNAL_METHODS:
+        if checkpoint is not None:
+            raise ValueError(f"checkpoint is supported by {', '.join(HMC_METHODS)}, not {method!r}")
         return _external(method)(
             model, data, num_chains=num_chains, num_warmup=num_warmup,
             num_samples=num_samples, seed=seed, progress=progress, **options,
