@@ -49,8 +49,12 @@ def exact_draws(
 ) -> Array:
     """``K`` exact i.i.d. backward indices per new particle, shape ``(M, K)``."""
     logits = log_weights[None, :] + pairwise_logdensity(log_q, x_prev, x_new)
-    draws = jax.random.categorical(rng_key, logits, axis=-1, shape=(num_backward, x_new.shape[0]))
-    return draws.T.astype(jnp.int32)
+    # Inverse-CDF sampling: K uniforms per row instead of K * N Gumbel variates.
+    probs = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
+    cdf = jnp.cumsum(probs, axis=-1)
+    u = jax.random.uniform(rng_key, (x_new.shape[0], num_backward)) * cdf[:, -1:]
+    idx = jax.vmap(lambda c, v: jnp.searchsorted(c, v, side="right"))(cdf, u)
+    return jnp.clip(idx, 0, x_prev.shape[0] - 1).astype(jnp.int32)
 
 
 def rejection_draws(

@@ -154,8 +154,8 @@ def paris_mle(ctx: RunContext) -> dict[str, Any]:
     from bayes.models import ssm
     from scipy import optimize
 
-    T = 200 if ctx.quick else 1000
-    iters = 400 if ctx.quick else 2000
+    T = 100 if ctx.quick else 1000
+    iters = 300 if ctx.quick else 2000
     n = 32 if ctx.quick else 64
     _, ys, model = _lgssm_setup(ctx.seed, T)
     names = list(LGSSM_THETA)

@@ -66,10 +66,13 @@ def scalar_matrices(theta: dict[str, Array]) -> Matrices:
 
 def _mvn_logpdf(x: Array, mean: Array, cov: Array) -> Array:
     chol = jnp.linalg.cholesky(cov)
-    z = jsl.solve_triangular(chol, x - mean, lower=True)
-    return (
-        -0.5 * (z @ z) - jnp.sum(jnp.log(jnp.diag(chol))) - 0.5 * x.shape[-1] * jnp.log(2 * jnp.pi)
-    )
+    # A matrix product with the inverse factor, not a triangular solve: under vmap
+    # over particle pairs the covariance stays unbatched and the product vectorises,
+    # while batched triangular solves run one small LAPACK call per pair on CPU.
+    inv_chol = jsl.solve_triangular(chol, jnp.eye(cov.shape[-1], dtype=cov.dtype), lower=True)
+    z = inv_chol @ (x - mean)
+    half_logdet = jnp.sum(jnp.log(jnp.diag(chol)))
+    return -0.5 * (z @ z) - half_logdet - 0.5 * x.shape[-1] * jnp.log(2 * jnp.pi)
 
 
 def _mvn_sample(rng_key: Array, mean: Array, cov: Array) -> Array:
