@@ -129,9 +129,9 @@ def paris_bias(ctx: RunContext) -> dict[str, Any]:
         "by_num_particles": by_size,
         "variance_by_length": dict(zip(lengths, variances)),
         "variance_slope_in_T": slope,
-        "ppg_bias_below_paris": all(
-            abs(by_size[n][deepest]["bias"]) < abs(by_size[n]["paris"]["bias"]) for n in sizes
-        ),
+        "ppg_bias_below_paris": {
+            n: abs(by_size[n][deepest]["bias"]) < abs(by_size[n]["paris"]["bias"]) for n in sizes
+        },
         "paris_bias_falls_with_N": abs(by_size[sizes[-1]]["paris"]["bias"])
         < abs(by_size[sizes[0]]["paris"]["bias"]),
     }

@@ -1,0 +1,24 @@
+"""The PaRIS particle Gibbs experiments, quick mode: each checks the claim it measures."""
+
+from __future__ import annotations
+
+import pytest
+
+from bayes.experiments import run_experiment
+
+
+@pytest.mark.slow
+def test_paris_bias(tmp_path) -> None:
+    res = run_experiment("paris-bias", quick=True, out=tmp_path, progress=False)["results"]
+    # At the smallest N the PaRIS bias is well resolved by the replications.
+    assert res["ppg_bias_below_paris"]["16"]
+    assert res["paris_bias_falls_with_N"]
+    # PaRIS bias at the smallest N is significant; PPG's is not (4 standard errors).
+    small = res["by_num_particles"]["16"]
+    assert abs(small["paris"]["bias"]) > 3 * small["paris"]["bias_se"]
+    deepest = [k for k in small if k.startswith("ppg")][-1]
+    assert abs(small[deepest]["bias"]) < 4 * small[deepest]["bias_se"]
+    # The variance grows with T (its log-log slope is reported, not asserted: the
+    # quick run's three lengths on one data set do not resolve "about linear").
+    assert res["variance_slope_in_T"] > 0
+    assert (tmp_path / "paris_bias.png").exists()
