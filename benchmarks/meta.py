@@ -106,7 +106,9 @@ def main() -> None:
         "step, memory the peak temporary buffers reported by XLA's `memory_analysis()` for "
         "the compiled step. NIW runs its inner steps without a gradient graph (plus one "
         "Gauss-Newton diagonal per episode); MAML differentiates through the unrolled inner "
-        "loop; first-order MAML drops the second derivatives.\n\n"
+        "loop; first-order MAML drops the second derivatives. Memory figures are "
+        "deterministic; wall times on a machine shared with other jobs vary between calls, so "
+        "read them as orders of magnitude.\n\n"
         f"{table1}\n\nMemory and time against the number of inner steps (1-40-40-1):\n\n"
         f"{table2}\n\nReproduce: `python benchmarks/meta.py`."
     )
