@@ -22,3 +22,19 @@ def test_paris_bias(tmp_path) -> None:
     # quick run's three lengths on one data set do not resolve "about linear").
     assert res["variance_slope_in_T"] > 0
     assert (tmp_path / "paris_bias.png").exists()
+
+
+@pytest.mark.slow
+def test_smc_evidence(tmp_path) -> None:
+    res = run_experiment("smc-evidence", quick=True, out=tmp_path, progress=False)["results"]
+    exact = res["exact_log_evidence"]
+    for kernel, r in res["smc"].items():
+        se = max(r["log_evidence_se"], 0.02)
+        assert abs(r["log_evidence"] - exact) < 5 * se, (kernel, r["log_evidence"], exact)
+        assert (
+            abs(r["posterior_mean"] - res["exact_posterior_mean"]) < 0.2 * res["exact_posterior_sd"]
+        )
+    assert (
+        abs(res["nuts_posterior_mean"] - res["exact_posterior_mean"])
+        < 0.3 * res["exact_posterior_sd"]
+    )
