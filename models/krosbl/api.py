@@ -187,6 +187,12 @@ def _run(
         return solver(y, tuple(mats), noise, cfg=cfg, sparsity=spars)
 
 
+def _dispatch(y: Any, factors: Sequence[Any], options: dict[str, Any], batched: bool) -> Any:
+    if options.get("method") == "pc" and options.get("pc_modes") is None:
+        options = {**options, "pc_modes": tuple(range(len(factors)))}
+    return _run(y, factors, batched=batched, **options)
+
+
 def fit(
     y: Any,
     factors: Sequence[Any],
@@ -232,13 +238,8 @@ def fit(
             factors, NaN/inf in the data, non-positive ``noise_var``, bad
             ``sparsity``/``pc_modes``, or an empty estimated support.
     """
-    if method == "pc" and pc_modes is None:
-        pc_modes = tuple(range(len(factors)))
-    result = _run(
-        y, factors, method=method, noise_var=noise_var, max_iter=max_iter, tol=tol,
-        prune_tol=prune_tol, sparsity=sparsity, am_sweeps=am_sweeps, pc_modes=pc_modes,
-        pc_coupling=pc_coupling, batched=False,
-    )  # fmt: skip
+    options = {k: v for k, v in locals().items() if k not in ("y", "factors")}
+    result = _dispatch(y, factors, options, batched=False)
     if not bool(jnp.any(result.support)):
         raise ValueError(
             "the estimated support is empty: every hyperparameter was pruned "
@@ -275,13 +276,8 @@ def fit_batch(
         :class:`FitResult` with a leading axis ``B``; an empty support is
         reported in ``support`` rather than raised.
     """
-    if method == "pc" and pc_modes is None:
-        pc_modes = tuple(range(len(factors)))
-    return _run(
-        y, factors, method=method, noise_var=noise_var, max_iter=max_iter, tol=tol,
-        prune_tol=prune_tol, sparsity=sparsity, am_sweeps=am_sweeps, pc_modes=pc_modes,
-        pc_coupling=pc_coupling, batched=True,
-    )  # fmt: skip
+    options = {k: v for k, v in locals().items() if k not in ("y", "factors")}
+    return _dispatch(y, factors, options, batched=True)
 
 
 def compile_fit_batch(y: Any, factors: Sequence[Any], **options: Any) -> tuple[Any, tuple]:
@@ -302,8 +298,5 @@ def compile_fit_batch(y: Any, factors: Sequence[Any], **options: Any) -> tuple[A
     unknown = set(options) - set(defaults)
     if unknown:
         raise TypeError(f"unknown options {sorted(unknown)}")
-    kw = {**defaults, **options}
-    if kw["method"] == "pc" and kw["pc_modes"] is None:
-        kw["pc_modes"] = tuple(range(len(factors)))
     with jax.enable_x64(True):
-        return _run(y, factors, batched=True, lower=True, **kw)
+        return _dispatch(y, factors, {**defaults, **options, "lower": True}, batched=True)
