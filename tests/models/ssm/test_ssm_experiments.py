@@ -25,6 +25,17 @@ def test_paris_bias(tmp_path) -> None:
 
 
 @pytest.mark.slow
+def test_paris_mle(tmp_path) -> None:
+    res = run_experiment("paris-mle", quick=True, out=tmp_path, progress=False)["results"]
+    # Both stochastic-approximation runs end far closer to the exact MLE than they started,
+    # and the bias-reduced PPG scores land closer than PaRIS scores.
+    for method in ("paris", "ppg"):
+        assert res[method]["max_abs_error"] < 0.25 * res["start_max_abs_error"], res[method]
+    assert res["ppg"]["max_abs_error"] < res["paris"]["max_abs_error"]
+    assert (tmp_path / "paris_mle.png").exists()
+
+
+@pytest.mark.slow
 def test_smc_evidence(tmp_path) -> None:
     res = run_experiment("smc-evidence", quick=True, out=tmp_path, progress=False)["results"]
     exact = res["exact_log_evidence"]
