@@ -36,6 +36,17 @@ def test_paris_mle(tmp_path) -> None:
 
 
 @pytest.mark.slow
+def test_paris_msc(tmp_path) -> None:
+    res = run_experiment("paris-msc", quick=True, out=tmp_path, progress=False)["results"]
+    # The fitted variational marginals track the long particle smoother: means within a
+    # fraction of a posterior sd, spreads of the right size.
+    assert res["mean_abs_z"] < 0.5
+    assert res["max_abs_z"] < 1.0
+    assert 0.7 < res["sd_ratio_median"] < 1.3
+    assert (tmp_path / "paris_msc.png").exists()
+
+
+@pytest.mark.slow
 def test_smc_evidence(tmp_path) -> None:
     res = run_experiment("smc-evidence", quick=True, out=tmp_path, progress=False)["results"]
     exact = res["exact_log_evidence"]
