@@ -23,10 +23,12 @@ Three samplers of ``K`` indices per new particle, all returning ``(M, K)`` int32
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from bayes.inference.smc.resampling import multinomial
 from jax import Array
 
 __all__ = ["exact_draws", "mcmc_draws", "pairwise_logdensity", "rejection_draws"]
@@ -76,7 +78,8 @@ def rejection_draws(
     m = x_new.shape[0]
     k_prop, k_acc, k_exact = jax.random.split(rng_key, 3)
     shape = (max_trials, m, num_backward)
-    proposals = jax.random.categorical(k_prop, log_weights, shape=shape).astype(jnp.int32)
+    # Inverse-CDF draws cost O(N + draws); categorical(shape=...) would draw N Gumbels each.
+    proposals = multinomial(k_prop, jnp.exp(log_weights), math.prod(shape)).reshape(shape)
     log_acc = jax.vmap(
         lambda props: jax.vmap(lambda row, xn: jax.vmap(lambda j: log_q(x_prev[j], xn))(row))(
             props, x_new
@@ -112,6 +115,7 @@ def mcmc_draws(
         num_mcmc_steps: MH steps per draw.
     """
     m = x_new.shape[0]
+    w = jnp.exp(log_weights)
     current = jnp.broadcast_to(ancestors[:, None], (m, num_backward))
     pair = jax.vmap(jax.vmap(lambda j, xn: log_q(x_prev[j], xn), in_axes=(0, None)))
     current_logq = pair(current, x_new)
@@ -119,8 +123,7 @@ def mcmc_draws(
     def body(carry, key):
         idx, lq = carry
         k_prop, k_acc = jax.random.split(key)
-        prop = jax.random.categorical(k_prop, log_weights, shape=(m, num_backward))
-        prop = prop.astype(jnp.int32)
+        prop = multinomial(k_prop, w, m * num_backward).reshape(m, num_backward)
         prop_lq = pair(prop, x_new)
         accept = jnp.log(jax.random.uniform(k_acc, (m, num_backward))) < prop_lq - lq
         return (jnp.where(accept, prop, idx), jnp.where(accept, prop_lq, lq)), None
