@@ -263,7 +263,7 @@ def krosbl_scaling(ctx: RunContext) -> dict[str, Any]:
     from bayes.models.krosbl import nmse
 
     grid = [8, 16, 32] if ctx.quick else [16, 32, 48, 64]
-    max_iter = 30 if ctx.quick else 100
+    max_iter = 300
     rows = []
     for n in ctx.track(grid, total=len(grid), desc="scaling"):
         sizes, meas = (n, n, n), (n // 2, n // 2, n // 2)
