@@ -71,11 +71,11 @@ def _ours(p, method):
     return np.asarray(res.x), t_run, t_first - t_run
 
 
-def run(large: bool) -> str:
+def run(large: bool, snrs: tuple[float, ...] = (10.0, 20.0, 30.0)) -> str:
     from sklearn.linear_model import ARDRegression
 
     rows = []
-    cases = [((10, 10, 10), (6, 8, 10), (2, 2, 2), s) for s in (10.0, 20.0, 30.0)]
+    cases = [((10, 10, 10), (6, 8, 10), (2, 2, 2), s) for s in snrs]
     if large:
         cases.append(((15, 15, 15), (8, 12, 15), (3, 3, 3), 20.0))
     for sizes, meas, sparsity, snr in cases:
@@ -131,8 +131,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--large", action="store_true", help="add n = (15, 15, 15) (slow ARD)")
     parser.add_argument("--no-write", action="store_true", help="do not update the docs page")
+    parser.add_argument("--snr", type=float, nargs="+", default=[10.0, 20.0, 30.0])
     args = parser.parse_args()
-    body = run(args.large)
+    body = run(args.large, tuple(args.snr))
     print(body)
     if not args.no_write:
         write_section("sbl", "Sparse Bayesian learning: KroSBL vs ARDRegression", body)
