@@ -112,7 +112,9 @@ def _finished(store: Path) -> int:
 def test_sigkill_at_random_moments(tmp_path: Path) -> None:
     obj, store, log = tmp_path / "obj.py", tmp_path / "s.db", tmp_path / "evals.jsonl"
     obj.write_text(OBJECTIVE)
-    budget = 20
+    # Room for 10 kills: each run makes >= 1 evaluation before its kill and, on a
+    # fast machine, a few more; a small budget could finish before kill 10.
+    budget = 44
     cmd = [sys.executable, "-m", "bayes", "optimize", str(obj), "--store", str(store),
            "--budget", str(budget), "--batch", "2", "--n-initial", "14", *FAST]  # fmt: skip
     env = {**os.environ, "BO_LOG": str(log), "BO_SLEEP": "0.15", "BAYES_PROGRESS": "0"}
@@ -125,7 +127,7 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
         # committing), so every restart moves the study forward.
         while proc.poll() is None and _finished(store) <= before:
             time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.3))
+        time.sleep(rng.uniform(0.0, 0.15))
         if proc.poll() is not None:
             pytest.fail(f"optimize ended before kill {kills + 1}: {proc.stderr.read()[-2000:]}")
         proc.send_signal(signal.SIGKILL)
