@@ -93,7 +93,7 @@ def _settings(method: str, options: dict[str, Any]) -> Settings:
     if unknown:
         raise ValueError(
             f"unknown option(s) {', '.join(map(repr, unknown))} for method {method!r}; "
-            f"valid: initial_position, {', '.join(sorted(valid))}"
+            f"valid: initial_position, initial_positions, {', '.join(sorted(valid))}"
         )
     settings = Settings(**options)
     if settings.target_acceptance_rate is None:
@@ -228,8 +228,10 @@ def sample(
     Args:
         model: A NumPyro model called as ``model(**data)``, or a JAX log-density
             ``logdensity_fn(position) -> scalar`` over a pytree of unconstrained
-            parameters together with ``initial_position=`` (one chain's pytree).
-        data: Keyword arguments of the model (arrays, numbers); integers are
+            parameters, called as ``logdensity_fn(position, **data)``, together
+            with ``initial_position=`` (one chain's pytree) or
+            ``initial_positions=`` (leaves ``(num_chains, ...)``: a warm start).
+        data: Keyword arguments of the model or log-density (arrays, numbers); integers are
             treated as constants (sizes), arrays are traced.
         method: ``"nuts"`` (default) or ``"hmc"`` with Stan's window adaptation
             of step size and diagonal (``dense_mass=True``: dense) mass matrix;
@@ -242,7 +244,8 @@ def sample(
         progress: Show a progress bar (draws/s, phase, divergences).
         checkpoint: File to write the run's state to after every chunk; when
             it exists, the run continues from it (same settings required).
-        **options: ``initial_position`` (log-density targets) and the fields of
+        **options: ``initial_position`` or ``initial_positions`` (log-density
+            targets) and the fields of
             :class:`Settings` (``max_tree_depth``, ``dense_mass``,
             ``target_acceptance_rate``, ``chunk_size``, ...).
 
@@ -274,8 +277,10 @@ def sample(
 
     enable_compilation_cache()
     initial_position = options.pop("initial_position", None)
+    initial_positions = options.pop("initial_positions", None)
     settings = _settings(method, options)
-    target = as_target(model, data, initial_position=initial_position)
+    target = as_target(model, data, initial_position=initial_position,
+                       initial_positions=initial_positions)  # fmt: skip
     from bayes._mcmc_run import Run
 
     run = Run(target, method, settings, num_chains, num_warmup, num_samples, seed, checkpoint)

@@ -93,7 +93,7 @@ class TargetSpec:
     def logdensity(self, position: PyTree, data: Mapping[str, Any] | None) -> jax.Array:
         """Log-density at an unconstrained ``position`` (scalar), Jacobians included."""
         if self.kind == "logdensity":
-            return jnp.asarray(self.fn(position))
+            return jnp.asarray(self.fn(position, **self.kwargs(data)))
         from numpyro.infer.util import potential_energy
 
         return -potential_energy(self.fn, (), self.kwargs(data), position)
@@ -118,7 +118,7 @@ class TargetSpec:
         return {n: model_trace[n]["fn"].log_prob(model_trace[n]["value"]) for n in names}
 
 
-@partial(jax.jit, static_argnames=("spec", "num_chains", "max_tries"))
+@partial(jax.jit, static_argnames=("spec", "num_chains", "max_tries", "per_chain"))
 def _initial_points(
     spec: TargetSpec,
     data: dict,
@@ -128,18 +128,24 @@ def _initial_points(
     *,
     num_chains: int,
     max_tries: int,
+    per_chain: bool = False,
 ):
-    flat_center, unravel = jax.flatten_util.ravel_pytree(center)
+    if per_chain:  # one center per chain: leaves (num_chains, ...)
+        centers = jax.vmap(lambda c: jax.flatten_util.ravel_pytree(c)[0])(center)
+        _, unravel = jax.flatten_util.ravel_pytree(jax.tree.map(lambda x: x[0], center))
+    else:
+        flat_center, unravel = jax.flatten_util.ravel_pytree(center)
+        centers = jnp.broadcast_to(flat_center, (num_chains, *flat_center.shape))
 
     def evaluate(flat):
         value, grad = jax.value_and_grad(lambda f: spec.logdensity(unravel(f), data))(flat)
         return value, grad, jnp.isfinite(value) & jnp.all(jnp.isfinite(grad))
 
-    def propose(key):
-        u = jax.random.uniform(key, flat_center.shape, flat_center.dtype, -radius, radius)
-        return flat_center + u
+    def one_chain(key, flat_center):
+        def propose(key):
+            u = jax.random.uniform(key, flat_center.shape, flat_center.dtype, -radius, radius)
+            return flat_center + u
 
-    def one_chain(key):
         def cond(carry):
             return (~carry[-1]) & (carry[1] < max_tries)
 
@@ -155,7 +161,7 @@ def _initial_points(
         _, _, flat, value, grad, ok = carry
         return unravel(flat), value, unravel(grad), ok
 
-    return jax.vmap(one_chain)(jax.random.split(rng_key, num_chains))
+    return jax.vmap(one_chain)(jax.random.split(rng_key, num_chains), centers)
 
 
 @partial(jax.jit, static_argnames=("spec", "observed_names"))
@@ -179,6 +185,7 @@ class Target:
         observed_names: Names of the observed sample sites (NumPyro models).
         center: Pytree around which initial points are drawn.
         radius: Half-width of the uniform box of initial points around ``center``.
+        center_per_chain: ``center`` has a leading chain axis (one center per chain).
     """
 
     spec: TargetSpec
@@ -187,6 +194,7 @@ class Target:
     observed_names: tuple[str, ...] = ()
     center: PyTree = None
     radius: float = 2.0
+    center_per_chain: bool = False
     _observed: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @property
@@ -243,7 +251,15 @@ class Target:
 
         Raises:
             InitializationError: Some chain found no finite point.
+            ValueError: Per-chain centers for another number of chains.
         """
+        if self.center_per_chain:
+            given = jax.tree.leaves(self.center)[0].shape[0]
+            if given != num_chains:
+                raise ValueError(
+                    f"initial_positions has {given} chains along its leading axis, "
+                    f"but num_chains is {num_chains}"
+                )
         positions, value, grad, ok = _initial_points(
             self.spec,
             self.data,
@@ -252,6 +268,7 @@ class Target:
             self.radius,
             num_chains=num_chains,
             max_tries=max_tries,
+            per_chain=self.center_per_chain,
         )
         ok = np.asarray(ok)
         if not ok.all():
@@ -363,18 +380,25 @@ def as_target(
     data: Mapping[str, Any] | None = None,
     *,
     initial_position: PyTree | None = None,
+    initial_positions: PyTree | None = None,
     radius: float | None = None,
 ) -> Target:
     """Build the target of a NumPyro model or of a JAX log-density.
 
     Args:
         model: A NumPyro model (called as ``model(**data)``), a log-density
-            ``logdensity_fn(position) -> scalar`` over a pytree of unconstrained
-            parameters (then ``initial_position`` is required), or a
-            :class:`Target` (returned unchanged).
-        data: Keyword arguments of the model; unused for a log-density.
-        initial_position: For a log-density: one chain's position (a pytree of
-            arrays); chains start uniformly in ``initial_position ± radius``.
+            ``logdensity_fn(position, **data) -> scalar`` over a pytree of
+            unconstrained parameters (then ``initial_position`` or
+            ``initial_positions`` is required), or a :class:`Target` (returned
+            unchanged).
+        data: Keyword arguments of the model or of the log-density. Arrays are
+            traced (new values of the same shapes reuse the compiled program);
+            integers, booleans, strings and ``None`` are constants.
+        initial_position: One chain's position (a pytree of arrays, unconstrained);
+            chains start uniformly in ``initial_position ± radius``.
+        initial_positions: For a log-density: each chain's starting position,
+            leaves of shape ``(num_chains, ...)``, used exactly (``radius``
+            defaults to 0), e.g. a warm start from earlier draws.
         radius: Half-width of the box of initial points (default 2 for
             NumPyro models, like Stan; 0.5 around ``initial_position``).
 
@@ -383,21 +407,36 @@ def as_target(
 
     Raises:
         DataError: Data that do not fit the model (see :func:`check_data`).
+        ValueError: Both ``initial_position`` and ``initial_positions`` given.
     """
     if isinstance(model, Target):
         return model
     if not callable(model):
         raise TypeError(f"model must be a NumPyro model or a log-density, got {type(model)!r}")
+    if initial_position is not None and initial_positions is not None:
+        raise ValueError("give initial_position (one chain) or initial_positions, not both")
+    per_chain = initial_positions is not None
+    if per_chain:
+        center = jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.result_type(float)),
+                              initial_positions)  # fmt: skip
+        if any(jnp.ndim(x) < 1 for x in jax.tree.leaves(center)):
+            raise ValueError("initial_positions needs a leading chain axis on every leaf")
+        default_radius = 0.0
     if initial_position is not None:
-        position = jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.result_type(float)),
-                                initial_position)  # fmt: skip
+        center = jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.result_type(float)),
+                              initial_position)  # fmt: skip
+        default_radius = 0.5
+    if initial_position is not None or per_chain:
+        static, dynamic = split_data(data)
+        example = jax.tree.map(lambda x: x[0], center) if per_chain else center
         return Target(
-            TargetSpec(model, "logdensity"),
-            {},
-            position,
+            TargetSpec(model, "logdensity", static),
+            dynamic,
+            example,
             (),
-            center=position,
-            radius=0.5 if radius is None else radius,
+            center=center,
+            radius=default_radius if radius is None else radius,
+            center_per_chain=per_chain,
         )
     target = _from_numpyro(model, data)
     if radius is not None:
