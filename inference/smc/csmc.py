@@ -10,6 +10,16 @@ PPG (Cardoso et al. 2023) is PaRIS driven by conditional SMC: one sweep
    drawn by picking :math:`b_{T-1} \\sim W_{T-1}` and then, backwards, one of
    the ``K`` backward indices of the current particle uniformly.
 
+With ``backward="mcmc"`` the backward indices are ``num_mcmc_steps``
+independent-MH moves (proposal :math:`W_{t-1}`) started at each particle's
+ancestor, the :math:`O(N)` kernel of :func:`~bayes.inference.smc.backward.mcmc_draws`.
+Tracing the path through them is still a valid kernel: each move is a
+Metropolis-within-Gibbs update of the conditioning path's ancestor index,
+whose full conditional is the backward kernel (ancestor sampling, Lindsten
+et al. 2014), started at its current value, the genealogy. The non-frozen
+slots are shuffled so that each ancestor is marginally :math:`W_{t-1}`-distributed
+(Dau & Chopin 2022).
+
 The path update is conditional SMC with backward sampling, a Markov kernel
 leaving the smoothing law invariant; given the particles, the estimate is
 unbiased for the forward-filtering backward-smoothing estimate, so a sweep
@@ -58,6 +68,17 @@ class PPGOutput(NamedTuple):
     path: Array
 
 
+def _shuffle(rng_key: Array, ancestors: Array, conditional: Array) -> Array:
+    # Slot 0 holds the frozen particle in a conditional sweep and stays put; the
+    # other slots are exchangeable, so permuting them leaves the sweep's law intact.
+    n = ancestors.shape[0]
+    key = jax.random.fold_in(rng_key, 1)
+    rest = 1 + jax.random.permutation(key, n - 1)
+    perm = jnp.where(conditional, jnp.concatenate([jnp.zeros(1, rest.dtype), rest]),
+                     jax.random.permutation(key, n))  # fmt: skip
+    return ancestors[perm]
+
+
 def csmc_sweep(
     rng_key: Array,
     model: StateSpaceModel,
@@ -73,6 +94,7 @@ def csmc_sweep(
     resampling: str = "multinomial",
     initial_fn: InitialFn | None = None,
     max_trials: int = 16,
+    num_mcmc_steps: int = 1,
 ) -> SweepOutput:
     """One PPG sweep (conditional SMC + PaRIS + backward path draw).
 
@@ -86,10 +108,11 @@ def csmc_sweep(
         num_particles: ``N >= 2``.
         num_backward: ``K >= 1``.
         conditional: ``False`` runs an unconditional sweep (PaRIS with a path draw).
-        backward: ``"exact"`` or ``"rejection"`` backward draws.
+        backward: ``"exact"``, ``"rejection"`` or ``"mcmc"`` backward draws.
         resampling: Scheme name (its conditional version is used).
         initial_fn: :math:`h_0`; zeros when ``None``.
         max_trials: For ``backward="rejection"``.
+        num_mcmc_steps: MH steps per backward draw for ``backward="mcmc"``.
     """
     n = num_particles
     scheme, cond_scheme = get_scheme(resampling)
@@ -110,6 +133,8 @@ def csmc_sweep(
         k_res, k_move, k_back = jax.random.split(key, 3)
         w = jnp.exp(logw)
         ancestors = jnp.where(conditional, cond_scheme(k_res, w, n, 0), scheme(k_res, w, n))
+        if backward == "mcmc":
+            ancestors = _shuffle(k_res, ancestors, conditional)
         x = jax.vmap(model.transition_sampler, in_axes=(0, 0, None, None))(
             jax.random.split(k_move, n), x_prev[ancestors], t, theta
         )
@@ -130,6 +155,7 @@ def csmc_sweep(
             num_backward=num_backward,
             backward=backward,
             max_trials=max_trials,
+            num_mcmc_steps=num_mcmc_steps,
         )
         return (x, lg - lse, stats, loglik + lse - jnp.log(n)), (x, idx)
 
@@ -174,6 +200,7 @@ def run_ppg(
     backward: str = "exact",
     resampling: str = "multinomial",
     initial_fn: InitialFn | None = None,
+    num_mcmc_steps: int = 1,
 ) -> PPGOutput:
     """Parisian particle Gibbs estimate of a smoothed additive functional.
 
@@ -186,17 +213,18 @@ def run_ppg(
         num_burnin: ``k0 < k`` sweeps left out of the average.
         initial_path: Conditioning path ``(T, *state_shape)``; ``None`` draws
             it from an unconditional sweep (whose estimate is plain PaRIS).
-        backward: ``"exact"`` or ``"rejection"``.
+        backward: ``"exact"``, ``"rejection"`` or ``"mcmc"`` (:math:`O(N)`
+            MH backward draws).
         resampling: Scheme name.
         initial_fn: :math:`h_0`.
+        num_mcmc_steps: MH steps per backward draw for ``backward="mcmc"``.
 
     Returns:
         A :class:`PPGOutput`; ``estimate`` is
         :math:`(k - k_0)^{-1} \\sum_{\\ell = k_0 + 1}^{k} \\hat H_\\ell`.
     """
     validate(num_particles, num_backward, backward, model)
-    if backward == "mcmc":
-        raise ValueError("run_ppg supports backward='exact' or 'rejection'")
+    check_positive("num_mcmc_steps", num_mcmc_steps, 1)
     check_positive("num_sweeps", num_sweeps, 1)
     if not 0 <= num_burnin < num_sweeps:
         raise ValueError(f"num_burnin must be in [0, num_sweeps), got {num_burnin}")
@@ -207,6 +235,7 @@ def run_ppg(
         backward=backward,
         resampling=resampling,
         initial_fn=initial_fn,
+        num_mcmc_steps=num_mcmc_steps,
     )
     k_init, k_sweeps = jax.random.split(rng_key)
     if initial_path is None:

@@ -13,16 +13,38 @@ log-likelihood increment is
 whose exponentiated product over ``t`` is an unbiased estimate of
 :math:`p(y_{0:T-1})` (Del Moral 2004). The bootstrap filter is the case
 ``p_t = q_t``.
+
+**Auxiliary particle filter** (Pitt & Shephard 1999). Given a look-ahead
+:math:`\\eta_t(x_{t-1}) \\approx \\log p(y_t \\mid x_{t-1})` (an
+``auxiliary_logweight_fn``), ancestors are resampled from the first-stage
+weights :math:`V^i \\propto W_{t-1}^i e^{\\eta_t(x_{t-1}^i)}` and the
+second-stage weights divide the look-ahead out again,
+
+.. math::
+
+    w_t^i = \\frac{g_t(x_t^i, y_t)\\, q_t(x_{t-1}^{A^i}, x_t^i)}
+    {p_t(x_t^i \\mid x_{t-1}^{A^i}, y_t)\\, e^{\\eta_t(x_{t-1}^{A^i})}}, \\qquad
+    \\log \\hat p(y_t \\mid y_{0:t-1}) = \\log \\sum_i W_{t-1}^i e^{\\eta_t(x_{t-1}^i)}
+    + \\log \\sum_i \\bar V^{A^i} w_t^i,
+
+with :math:`\\bar V = 1/N` after resampling and :math:`\\bar V = V` otherwise.
+Conditionally on the past the second factor has mean
+:math:`\\sum_i W_{t-1}^i p(y_t \\mid x_{t-1}^i) / \\sum_i W_{t-1}^i e^{\\eta_t(x_{t-1}^i)}`,
+so the likelihood estimate stays unbiased (Johansen & Doucet 2008). With
+:math:`\\eta_t = \\log p(y_t \\mid x_{t-1})` and the locally optimal proposal
+the filter is *fully adapted*: every :math:`w_t^i` is one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from bayes.inference.smc.resampling import ess, get_scheme
 from bayes.inference.smc.ssm import (
+    AuxiliaryLogweightFn,
     Proposal,
     StateSpaceModel,
     check_observations,
@@ -30,7 +52,15 @@ from bayes.inference.smc.ssm import (
 )
 from jax import Array
 
-__all__ = ["FilterInfo", "FilterOutput", "FilterState", "init", "run_filter", "step"]
+__all__ = [
+    "FilterInfo",
+    "FilterOutput",
+    "FilterState",
+    "init",
+    "lookahead_logweight",
+    "run_filter",
+    "step",
+]
 
 
 class FilterState(NamedTuple):
@@ -48,8 +78,9 @@ class FilterState(NamedTuple):
 
 
 class FilterInfo(NamedTuple):
-    """Per-step diagnostics: ``ancestors`` ``(N,)``, ``ess`` (before resampling),
-    ``resampled`` (bool) and the ``log_likelihood_increment``."""
+    """Per-step diagnostics: ``ancestors`` ``(N,)``, ``ess`` (before resampling; of
+    the first-stage weights in an auxiliary filter), ``resampled`` (bool) and the
+    ``log_likelihood_increment``."""
 
     ancestors: Array
     ess: Array
@@ -122,6 +153,7 @@ def step(
     resampling: str = "systematic",
     ess_threshold: float = 1.0,
     proposal: Proposal | None = None,
+    auxiliary_logweight_fn: AuxiliaryLogweightFn | None = None,
 ) -> tuple[FilterState, FilterInfo]:
     """One resample-propagate-weigh step to time ``t`` with observation ``y``.
 
@@ -135,6 +167,8 @@ def step(
         resampling: Scheme name (``multinomial``, ``stratified``, ``systematic``, ``residual``).
         ess_threshold: Resample when ``ESS < ess_threshold * N``; ``>= 1`` always resamples.
         proposal: Optional guided proposal; ``None`` uses the dynamics (bootstrap).
+        auxiliary_logweight_fn: Optional look-ahead
+            :math:`\\eta_t(x_{t-1})` (auxiliary particle filter); ``None``: zero.
 
     Returns:
         ``(new_state, info)``.
@@ -142,14 +176,24 @@ def step(
     n = state.log_weights.shape[0]
     scheme, _ = get_scheme(resampling)
     k_res, k_move = jax.random.split(rng_key)
-    current_ess = ess(state.log_weights)
+    if auxiliary_logweight_fn is None:
+        first_stage, log_norm = state.log_weights, jnp.zeros(())
+        eta = jnp.zeros(n)
+    else:
+        eta = jax.vmap(auxiliary_logweight_fn, in_axes=(0, None, None, None))(
+            state.particles, y, t, theta
+        )
+        first_stage, log_norm = _weigh(state.log_weights + eta)
+    current_ess = ess(first_stage)
     if ess_threshold >= 1.0:
         do_resample = jnp.asarray(True)
     else:
         do_resample = current_ess < ess_threshold * n
-    resampled_idx = scheme(k_res, jnp.exp(state.log_weights), n)
+    resampled_idx = scheme(k_res, jnp.exp(first_stage), n)
     ancestors = jnp.where(do_resample, resampled_idx, jnp.arange(n, dtype=jnp.int32))
-    log_prev = jnp.where(do_resample, -jnp.log(n) * jnp.ones(n), state.log_weights)
+    log_prev = jnp.where(do_resample, -jnp.log(n) * jnp.ones(n), first_stage)
+    # Second-stage weights divide the look-ahead of each particle's ancestor out.
+    log_prev = log_prev - eta[ancestors]
     x_prev = state.particles[ancestors]
     keys = jax.random.split(k_move, n)
     if proposal is None:
@@ -164,8 +208,29 @@ def step(
         x, y, t, theta
     )
     log_w, increment = _weigh(log_prev + log_inc)
+    increment = increment + log_norm
     new_state = FilterState(x, log_w, state.log_likelihood + increment)
     return new_state, FilterInfo(ancestors, current_ess, do_resample, increment)
+
+
+def lookahead_logweight(
+    model: StateSpaceModel, predict_fn: Callable[[Array, Array, Any], Array]
+) -> AuxiliaryLogweightFn:
+    """Pitt & Shephard's look-ahead: the observation density at a point prediction.
+
+    Args:
+        model: The state-space model.
+        predict_fn: ``(x_prev, t, theta) -> x`` a point prediction of
+            :math:`X_t` (for example the transition mean), shape ``state_shape``.
+
+    Returns:
+        ``(x_prev, y, t, theta) -> log g_t(predict_fn(x_prev, t, theta), y)``.
+    """
+
+    def logweight(x_prev: Array, y: Array, t: Array, theta: Any) -> Array:
+        return model.observation_logdensity(predict_fn(x_prev, t, theta), y, t, theta)
+
+    return logweight
 
 
 def _moments(state: FilterState) -> tuple[Array, Array]:
@@ -185,9 +250,10 @@ def run_filter(
     resampling: str = "systematic",
     ess_threshold: float = 1.0,
     proposal: Proposal | None = None,
+    auxiliary_logweight_fn: AuxiliaryLogweightFn | None = None,
     store_history: bool = False,
 ) -> FilterOutput:
-    """Run a bootstrap (or guided) particle filter over ``observations``.
+    """Run a bootstrap, guided or auxiliary particle filter over ``observations``.
 
     Memory is independent of ``T`` unless ``store_history`` is set. Wrap in
     ``jax.jit`` with ``num_particles``, ``resampling``, ``ess_threshold`` and
@@ -202,6 +268,9 @@ def run_filter(
         resampling: Scheme name.
         ess_threshold: Adaptive resampling threshold (fraction of ``N``).
         proposal: Optional guided proposal.
+        auxiliary_logweight_fn: Optional look-ahead
+            ``(x_prev, y, t, theta) -> eta`` (auxiliary particle filter), e.g.
+            :func:`lookahead_logweight`.
         store_history: Keep particles, weights and ancestors for every time.
 
     Returns:
@@ -230,6 +299,7 @@ def run_filter(
             resampling=resampling,
             ess_threshold=ess_threshold,
             proposal=proposal,
+            auxiliary_logweight_fn=auxiliary_logweight_fn,
         )
         mean, var = _moments(new)
         extra = (new.particles, new.log_weights, info.ancestors) if store_history else ()

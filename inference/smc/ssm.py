@@ -24,7 +24,18 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-__all__ = ["Proposal", "StateSpaceModel", "check_observations", "check_positive"]
+__all__ = [
+    "AuxiliaryLogweightFn",
+    "Proposal",
+    "StateSpaceModel",
+    "check_observations",
+    "check_positive",
+]
+
+#: Look-ahead of an auxiliary particle filter: ``(x_prev, y, t, theta) -> eta``,
+#: a scalar approximating :math:`\\log p_\\theta(y_t \\mid x_{t-1})` (any finite
+#: function is valid; the closer, the more uniform the second-stage weights).
+AuxiliaryLogweightFn = Callable[[Array, Array, Array, Any], Array]
 
 
 class StateSpaceModel(NamedTuple):

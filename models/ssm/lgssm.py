@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
-from bayes.inference.smc.ssm import StateSpaceModel
+from bayes.inference.smc.ssm import AuxiliaryLogweightFn, Proposal, StateSpaceModel
 from jax import Array
 
 __all__ = [
@@ -36,6 +36,8 @@ __all__ = [
     "kalman_filter",
     "kalman_loglik",
     "linear_gaussian_ssm",
+    "optimal_proposal",
+    "predictive_logweight",
     "rts_smoother",
     "sample_posterior_paths",
     "scalar_matrices",
@@ -128,6 +130,55 @@ def linear_gaussian_ssm(
     )
 
 
+def _condition(mean: Array, cov: Array, y: Array, m: Matrices) -> tuple[Array, Array]:
+    # Law of X ~ N(mean, cov) given Y = C X + N(0, R) = y.
+    s = m["C"] @ cov @ m["C"].T + m["R"]
+    gain = jnp.linalg.solve(s, m["C"] @ cov).T
+    post = cov - gain @ s @ gain.T
+    return mean + gain @ (y - m["C"] @ mean), 0.5 * (post + post.T)
+
+
+def optimal_proposal(to_matrices: Callable[[Any], Matrices] | None = None) -> Proposal:
+    """The locally optimal proposal :math:`p(x_t \\mid x_{t-1}, y_t)` of the LGSSM.
+
+    With :func:`predictive_logweight` as look-ahead it makes the auxiliary
+    particle filter fully adapted (uniform second-stage weights).
+
+    Args:
+        to_matrices: As in :func:`linear_gaussian_ssm`.
+    """
+    mats = to_matrices if to_matrices is not None else (lambda theta: theta)
+
+    def initial(y0, theta):
+        m = mats(theta)
+        return _condition(m["m0"], m["P0"], y0, m)
+
+    def step(x_prev, y, theta):
+        m = mats(theta)
+        return _condition(m["A"] @ x_prev, m["Q"], y, m)
+
+    return Proposal(
+        lambda rng_key, y0, theta: _mvn_sample(rng_key, *initial(y0, theta)),
+        lambda x0, y0, theta: _mvn_logpdf(x0, *initial(y0, theta)),
+        lambda rng_key, x_prev, y, t, theta: _mvn_sample(rng_key, *step(x_prev, y, theta)),
+        lambda x_prev, x, y, t, theta: _mvn_logpdf(x, *step(x_prev, y, theta)),
+    )
+
+
+def predictive_logweight(
+    to_matrices: Callable[[Any], Matrices] | None = None,
+) -> AuxiliaryLogweightFn:
+    """Exact look-ahead :math:`\\log p(y_t \\mid x_{t-1}) = \\log \\mathcal N(y_t; CAx_{t-1},
+    CQC^\\top + R)` for the auxiliary particle filter."""
+    mats = to_matrices if to_matrices is not None else (lambda theta: theta)
+
+    def logweight(x_prev, y, t, theta):
+        m = mats(theta)
+        return _mvn_logpdf(y, m["C"] @ m["A"] @ x_prev, m["C"] @ m["Q"] @ m["C"].T + m["R"])
+
+    return logweight
+
+
 def simulate(rng_key: Array, params: Matrices, num_steps: int) -> tuple[Array, Array]:
     """Draw ``(states (T, dx), observations (T, dy))`` from the model."""
     k0, k_rest = jax.random.split(rng_key)
@@ -170,11 +221,8 @@ def kalman_filter(params: Matrices, observations: Array) -> KalmanOutput:
     A, Q, C, R = params["A"], params["Q"], params["C"], params["R"]
 
     def update(m_pred, p_pred, y):
-        s = C @ p_pred @ C.T + R
-        gain = jnp.linalg.solve(s, C @ p_pred).T
-        m = m_pred + gain @ (y - C @ m_pred)
-        p = p_pred - gain @ s @ gain.T
-        return m, 0.5 * (p + p.T), _mvn_logpdf(y, C @ m_pred, s)
+        m, p = _condition(m_pred, p_pred, y, params)
+        return m, p, _mvn_logpdf(y, C @ m_pred, C @ p_pred @ C.T + R)
 
     def body(carry, y):
         m_prev, p_prev = carry

@@ -97,7 +97,16 @@ def test_paris_matches_kalman_smoother(method: str) -> None:
     assert abs(est.mean() - truth) < 4 * se + 0.03 * abs(truth), (est.mean(), truth, se)
 
 
-def test_ppg_sweep_from_exact_path_is_unbiased() -> None:
+@pytest.mark.parametrize(
+    ("method", "scheme"),
+    [("exact", "multinomial"), ("mcmc", "systematic")],
+)
+def test_ppg_sweep_from_exact_path_is_unbiased(method: str, scheme: str) -> None:
+    """One sweep from an exact posterior path: unbiased estimate, smoother marginals.
+
+    With ``mcmc`` backward draws (one MH move from the ancestor) the path is
+    traced through Metropolis-within-Gibbs moves, which keep both properties.
+    """
     mats, ys, sm, truth = _setup()
     model = ssm.linear_gaussian_ssm(ssm.scalar_matrices)
     reps = 1000
@@ -105,9 +114,11 @@ def test_ppg_sweep_from_exact_path_is_unbiased() -> None:
 
     @jax.jit
     def run(keys, paths):
-        return jax.vmap(lambda k, p: csmc.csmc_sweep(k, model, THETA, ys, p, _h, num_particles=8))(
-            keys, paths
-        )
+        return jax.vmap(
+            lambda k, p: csmc.csmc_sweep(
+                k, model, THETA, ys, p, _h, num_particles=8, backward=method, resampling=scheme
+            )
+        )(keys, paths)
 
     out = run(jax.random.split(jax.random.key(9), reps), paths)
     est = np.asarray(out.estimate, dtype=float)
