@@ -12,10 +12,16 @@ Everything lives in the unconstrained space of the model (see
 :mod:`bayes.target`); the likelihood :math:`\\log L(z)` is the sum of the
 observed sites' log-densities at the constrained point and the prior is the
 rest of the joint log-density (Jacobians included), so the two compose with
-:class:`~bayes.target.Target`. Mutation kernels are re-tuned between steps
-from the particles: a diagonal mass matrix (HMC) or proposal scale (random
-walk) from the particles' variances, and a step-size multiplier nudged
-towards an acceptance rate of about 0.65 (HMC) or 0.3 (random walk).
+:class:`~bayes.target.Target`. A plain JAX log-density
+``logdensity_fn(position, **data)`` (the unnormalised posterior) is tempered
+the same way once the prior is given as the options ``prior_logdensity_fn``
+(normalised, so that the evidence is :math:`\\int e^{\\text{logdensity\\_fn}}`)
+and ``prior_sample_fn``; the likelihood is their difference.
+
+Mutation kernels are re-tuned between steps from the particles: a diagonal
+mass matrix (HMC) or proposal scale (random walk) from the particles'
+variances, and a step-size multiplier nudged towards an acceptance rate of
+about 0.65 (HMC) or 0.3 (random walk).
 """
 
 from __future__ import annotations
@@ -27,16 +33,32 @@ from typing import Any
 __all__ = ["sample_smc", "split_logdensity", "tempered_smc"]
 
 
-def split_logdensity(target: Any) -> tuple[Callable, Callable]:
-    """``(logprior_fn, loglikelihood_fn)`` over unconstrained positions of a NumPyro target.
+def split_logdensity(
+    target: Any, prior_logdensity_fn: Callable | None = None
+) -> tuple[Callable, Callable]:
+    """``(logprior_fn, loglikelihood_fn)`` over unconstrained positions of a target.
 
-    ``loglikelihood_fn(z)`` sums the observed sites' log-densities at the
-    constrained point; ``logprior_fn(z) = target.logdensity_fn(z) - loglikelihood_fn(z)``.
+    For a NumPyro target ``loglikelihood_fn(z)`` sums the observed sites'
+    log-densities at the constrained point and
+    ``logprior_fn(z) = target.logdensity_fn(z) - loglikelihood_fn(z)``. For a
+    log-density target ``logprior_fn = prior_logdensity_fn`` (required) and
+    ``loglikelihood_fn(z) = target.logdensity_fn(z) - prior_logdensity_fn(z)``.
     """
     import jax
     import jax.numpy as jnp
 
-    if target.spec.kind != "numpyro" or not target.observed_names:
+    if target.spec.kind == "logdensity":
+        if prior_logdensity_fn is None:
+            raise ValueError(
+                "tempered SMC on a log-density needs prior_logdensity_fn=... (the log prior "
+                "of a position, normalised) to split it into prior and likelihood"
+            )
+
+        def loglikelihood(z):
+            return target.logdensity_fn(z) - prior_logdensity_fn(z)
+
+        return prior_logdensity_fn, loglikelihood
+    if not target.observed_names:
         raise ValueError(
             "tempered SMC needs a NumPyro model with observed sites (it splits the "
             "log-density into prior and likelihood)"
@@ -52,8 +74,13 @@ def split_logdensity(target: Any) -> tuple[Callable, Callable]:
     return logprior_fn, loglikelihood_fn
 
 
-def _prior_positions(target: Any, rng_key: Any, num_particles: int) -> Any:
+def _prior_positions(
+    target: Any, rng_key: Any, num_particles: int, prior_sample_fn: Callable | None = None
+) -> Any:
     import jax
+
+    if target.spec.kind == "logdensity":
+        return jax.vmap(prior_sample_fn)(jax.random.split(rng_key, num_particles))
     from numpyro.infer import Predictive
     from numpyro.infer.util import unconstrain_fn
 
@@ -196,6 +223,42 @@ def _run(one_step, initial_particles, rng_key, target_accept, max_steps, progres
     }
 
 
+def _target(
+    model: Callable,
+    data: Mapping[str, Any] | None,
+    initial_position: Any,
+    prior_logdensity_fn: Callable | None,
+    prior_sample_fn: Callable | None,
+) -> Any:
+    """The NumPyro or log-density target; a log-density needs both prior functions."""
+    import jax
+
+    from bayes.target import as_target
+
+    given = [prior_logdensity_fn is not None, prior_sample_fn is not None]
+    if initial_position is None and not any(given):
+        return as_target(model, data)
+    if not all(given):
+        raise ValueError(
+            "tempered SMC on a log-density needs the options prior_logdensity_fn(position) "
+            "-> scalar (normalised log prior) and prior_sample_fn(rng_key) -> position "
+            "(one prior draw): it starts from prior draws and tempers the likelihood "
+            "logdensity_fn - prior_logdensity_fn"
+        )
+    draw = jax.eval_shape(prior_sample_fn, jax.random.key(0))
+    if initial_position is None:
+        initial_position = jax.tree.map(lambda x: jax.numpy.zeros(x.shape, x.dtype), draw)
+    expected = jax.eval_shape(lambda: initial_position)
+    if jax.tree.structure(draw) != jax.tree.structure(expected) or [
+        x.shape for x in jax.tree.leaves(draw)
+    ] != [x.shape for x in jax.tree.leaves(expected)]:
+        raise ValueError(
+            "prior_sample_fn(rng_key) must return one position shaped like "
+            f"initial_position; got {draw} for {expected}"
+        )
+    return as_target(model, data, initial_position=initial_position)
+
+
 def sample_smc(
     model: Callable,
     data: Mapping[str, Any] | None = None,
@@ -218,8 +281,16 @@ def sample_smc(
     an independent SMC run with ``num_particles`` particles; its posterior
     draws are ``num_samples`` of its final particles (systematic resampling).
 
+    A JAX log-density ``logdensity_fn(position, **data)`` (the unnormalised
+    posterior over a pytree of unconstrained parameters) needs the options
+    ``prior_logdensity_fn(position) -> scalar`` (a normalised prior, so that
+    the evidence estimates :math:`\\int e^{\\text{logdensity\\_fn}}`) and
+    ``prior_sample_fn(rng_key) -> position`` (one prior draw, a pytree like
+    ``initial_position``); ``initial_position`` is optional (it only fixes the
+    layout, checked against the prior draws).
+
     Args:
-        model: A NumPyro model with observed sites.
+        model: A NumPyro model with observed sites, or a JAX log-density.
         data: Keyword arguments of the model.
         num_chains: Independent SMC runs.
         num_warmup: Unused (SMC has no warmup); accepted for a uniform API.
@@ -231,22 +302,32 @@ def sample_smc(
         target_ess: ESS fraction kept between temperatures.
         num_mcmc_steps: Mutation steps per temperature.
         num_integration_steps: Leapfrog steps per HMC mutation.
+        **options: For a log-density: ``prior_logdensity_fn``,
+            ``prior_sample_fn`` and optionally ``initial_position``.
 
     Returns:
         ``InferenceData`` with ``posterior`` ``(num_chains, num_samples, ...)``,
-        ``log_likelihood`` and ``observed_data``; ``attrs`` hold
+        ``log_likelihood`` and ``observed_data`` (NumPyro models); ``attrs`` hold
         ``log_evidence`` (mean over chains of the log evidence estimates),
         ``log_evidence_per_chain``, ``num_tempering_steps`` and timings.
 
     Raises:
-        ValueError: Unknown options, bad sizes, or a model without observations.
+        ValueError: Unknown options, bad sizes, a model without observations, or
+            a log-density without its prior functions.
     """
     import jax
     import numpy as np
 
     from bayes.convert import run_attrs, to_inference_data
-    from bayes.target import as_target
 
+    prior_logdensity_fn = options.pop("prior_logdensity_fn", None)
+    prior_sample_fn = options.pop("prior_sample_fn", None)
+    initial_position = options.pop("initial_position", None)
+    if "initial_positions" in options:
+        raise ValueError(
+            "initial_positions is not used by method 'smc' (it starts from prior draws); "
+            "give prior_sample_fn and, optionally, initial_position"
+        )
     if options:
         raise ValueError(f"unknown option(s) for method 'smc': {', '.join(sorted(options))}")
     num_particles = num_particles if num_particles is not None else max(num_samples, 1000)
@@ -256,12 +337,12 @@ def sample_smc(
         raise ValueError(
             f"num_samples ({num_samples}) cannot exceed num_particles ({num_particles})"
         )
-    target = as_target(model, data)
-    logprior_fn, loglikelihood_fn = split_logdensity(target)
+    target = _target(model, data, initial_position, prior_logdensity_fn, prior_sample_fn)
+    logprior_fn, loglikelihood_fn = split_logdensity(target, prior_logdensity_fn)
     key = jax.random.key(seed)
     t0 = time.perf_counter()
     k_prior, k_run = jax.random.split(key)
-    particles = _prior_positions(target, k_prior, num_chains * num_particles)
+    particles = _prior_positions(target, k_prior, num_chains * num_particles, prior_sample_fn)
     particles = jax.tree.map(
         lambda x: x.reshape((num_chains, num_particles, *x.shape[1:])), particles
     )
