@@ -151,3 +151,7 @@ def test_bad_input() -> None:
         csmc.run_ppg(model, THETA, ys, _h, rng_key=key, num_particles=4, num_sweeps=2, num_burnin=2)
     with pytest.raises(ValueError, match="non-finite"):
         csmc.run_ppg(model, THETA, ys.at[0].set(jnp.inf), _h, rng_key=key, num_particles=4)
+    with pytest.raises(ValueError, match="num_mcmc_steps must be an integer >= 1"):
+        csmc.run_ppg(
+            model, THETA, ys, _h, rng_key=key, num_particles=4, backward="mcmc", num_mcmc_steps=0
+        )
