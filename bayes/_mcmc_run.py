@@ -49,10 +49,13 @@ class Run:
         self.total = num_warmup + num_samples
         from bayes.inference.mcmc import schedule
 
-        stage, window_end = schedule(num_warmup)
-        pad = num_samples + settings.chunk_size
-        self.stage = np.concatenate([stage, np.zeros(pad, np.int32)])
-        self.window_end = np.concatenate([window_end, np.zeros(pad, bool)])
+        # ChEES warms up in two phases: per-chain window adaptation for the
+        # first num_adapt steps (chunked like NUTS), then the joint ChEES
+        # adaptation in one compiled call; NUTS and HMC adapt throughout.
+        self.num_adapt = num_warmup
+        if method == "chees":
+            self.num_adapt = min(int(settings.window_fraction * num_warmup), num_warmup - 1)
+        self.stage, self.window_end = schedule(self.num_adapt)
         self.timings = {"compile_s": 0.0, "warmup_s": 0.0, "sampling_s": 0.0}
         self.draws: list[Any] = []
         self.divergences = {"warmup": 0, "sampling": 0}
@@ -103,37 +106,39 @@ class Run:
         if _initial_points._cache_size() > cached:  # a new program: its time is compile time
             self.timings["compile_s"] += time.perf_counter() - t0
         points = _shard_chains(points, self.num_chains)
-        if self.method == "chees":
+        if self.method == "chees" and self.num_adapt == 0:  # ChEES straight from the points
             return 0, points
-        states, _ = sampling._init_states(self.target, self.method, self.settings, points,
-                                          None, 0, 0)  # fmt: skip
-        return 0, states
+        return 0, sampling._init_states(self.target, self.method, self.settings, points)
 
-    def _chees_warmup(self, points: Any, bar) -> Any:
+    def _chees_warmup(self, states: Any, bar) -> tuple[Any, int]:
+        """The joint ChEES adaptation, steps ``num_adapt .. num_warmup - 1`` in one call."""
+        num_steps = self.num_warmup - self.num_adapt
         bar.set_description("warmup (ChEES)")
         t0 = time.perf_counter()
-        states, compile_s = sampling._init_states(
-            self.target, "chees", self.settings, points, self.chees_key,
-            self.num_warmup, self.num_samples,
-        )  # fmt: skip
+        states, compile_s = sampling._chees_states(
+            self.target, self.settings, states, self.chees_key, num_steps, self.num_samples
+        )
         jax.block_until_ready(states)
         self.timings["compile_s"] += compile_s
         self.timings["warmup_s"] += time.perf_counter() - t0 - compile_s
-        self.grad_evals += int(self.num_chains * self.num_warmup * np.mean(
+        self.grad_evals += int(self.num_chains * num_steps * np.mean(
             np.asarray(states.tuning.num_integration_steps)) / 2)  # fmt: skip
-        bar.update(self.num_warmup)
-        return states
+        return states, num_steps
 
     def _chunk(self, states: Any, t: int) -> tuple[Any, int]:
         size = self.settings.chunk_size
-        phase_end = self.num_warmup if t < self.num_warmup else self.total
+        phase_end = self.num_adapt if t < self.num_adapt else self.total
         n = min(size, phase_end - t)
+        stage = self.stage[t : t + n] if t < self.num_adapt else np.zeros(n, np.int32)
+        window_end = self.window_end[t : t + n] if t < self.num_adapt else np.zeros(n, bool)
         args = (
-            self.run_key, jnp.asarray(t, jnp.int32), jnp.asarray(self.num_warmup, jnp.int32),
-            jnp.asarray(self.stage[t : t + n]), jnp.asarray(self.window_end[t : t + n]),
+            self.run_key, jnp.asarray(t, jnp.int32), jnp.asarray(self.num_adapt, jnp.int32),
+            jnp.asarray(stage), jnp.asarray(window_end),
         )  # fmt: skip
+        # ChEES' first warmup phase is per-chain window adaptation with NUTS
+        method = "nuts" if self.method == "chees" and t < self.num_adapt else self.method
         program, compile_s = sampling._chunk_program(
-            self.target, self.method, self.settings, states, args
+            self.target, method, self.settings, states, args
         )
         self.timings["compile_s"] += compile_s
         t0 = time.perf_counter()
@@ -156,13 +161,11 @@ class Run:
         with progress_bar(total=self.total, desc="warmup", enabled=progress, unit="draw") as bar:
             bar.update(t)
             try:
-                if self.method == "chees" and t == 0:
-                    states = self._chees_warmup(states, bar)
-                    t = self.num_warmup
-                    if self.checkpoint is not None:
-                        self._save(t, states)
                 while t < self.total:
-                    states, n = self._chunk(states, t)
+                    if self.method == "chees" and t == self.num_adapt:
+                        states, n = self._chees_warmup(states, bar)
+                    else:
+                        states, n = self._chunk(states, t)
                     t += n
                     if self.checkpoint is not None:
                         self._save(t, states)

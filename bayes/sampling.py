@@ -51,6 +51,10 @@ class Settings:
         learning_rate: Adam learning rate of ChEES trajectory-length adaptation.
         chunk_size: Steps per compiled call (progress and checkpoint granularity).
         divergence_threshold: Energy error that flags a divergent transition.
+        window_fraction: ChEES: fraction of ``num_warmup`` run first as per-chain
+            window adaptation (NUTS), whose step sizes and mass matrices
+            precondition the joint ChEES adaptation of the rest (0: ChEES from
+            the initial points with an identity mass matrix).
     """
 
     max_tree_depth: int = 10
@@ -61,6 +65,7 @@ class Settings:
     learning_rate: float = 0.025
     chunk_size: int = 100
     divergence_threshold: float = 1000.0
+    window_fraction: float = 0.25
 
 
 def _external(method: str) -> Callable:
@@ -99,6 +104,8 @@ def _settings(method: str, options: dict[str, Any]) -> Settings:
     if settings.target_acceptance_rate is None:
         rate = 0.651 if method == "chees" else 0.8
         settings = Settings(**{**asdict(settings), "target_acceptance_rate": rate})
+    if not 0.0 <= settings.window_fraction < 1.0:
+        raise ValueError(f"window_fraction must be in [0, 1), got {settings.window_fraction}")
     if settings.chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {settings.chunk_size}")
     return settings
@@ -138,56 +145,58 @@ def _step_fns(method: str, settings: Settings):
     )
 
 
-def _init_states(target, method: str, settings: Settings, points, rng_key, num_warmup: int,
-                 num_samples: int):  # fmt: skip
-    """Chain states at step 0 (window adaptation) or after ChEES warmup.
+def _init_states(target, method: str, settings: Settings, points):
+    """Chain states at step 0 from ``points = (positions, logdensity, grad)``.
 
-    ``points`` is ``(positions, logdensity, grad)`` from ``Target.initial_points``.
+    Window adaptation (NUTS, HMC, and the first part of ChEES warmup) starts
+    from ``settings.initial_step_size``.
     """
     import jax
+    from blackjax.mcmc.hmc import HMCState
+
+    init, _ = _step_fns("nuts" if method == "chees" else method, settings)
+    return jax.vmap(lambda s: init(s, settings.initial_step_size))(HMCState(*points))
+
+
+def _chees_states(target, settings: Settings, states, rng_key, num_steps: int,
+                  num_samples: int):  # fmt: skip
+    """Joint ChEES adaptation, preconditioned by the per-chain window adaptation before it.
+
+    ``states`` are the window-adapted ``ChainState`` s, or, when that phase
+    is empty, the ``(positions, logdensity, grad)`` initial points (then
+    ChEES starts from an identity mass matrix and ``initial_step_size``).
+    Returns ``(ChainState with fixed Tuning, compile_s)``.
+    """
     import jax.numpy as jnp
 
-    spec, key = target.spec, (target.spec, method, settings)
-    if method != "chees":
-        from blackjax.mcmc.hmc import HMCState
+    from bayes.inference.mcmc import ChainState
 
-        init, _ = _step_fns(method, settings)
-        kernel_states = HMCState(*points)
-        return jax.vmap(lambda s: init(s, settings.initial_step_size))(kernel_states), 0.0
-    positions = points[0]
-    import blackjax
-    import optax
-    from blackjax.adaptation.base import get_filter_adapt_info_fn
-
-    from bayes.inference.mcmc import ChainState, Tuning
-
-    num_chains = jax.tree.leaves(positions)[0].shape[0]
+    if isinstance(states, ChainState):
+        positions = states.kernel.position
+        imm, step_sizes = states.tuning.inverse_mass_matrix, states.tuning.step_size
+    else:
+        positions, num_chains, d = states[0], jnp.shape(states[1])[0], target.num_dimensions
+        eye = jnp.eye(d) if settings.dense_mass else jnp.ones(d)
+        imm = jnp.broadcast_to(eye, (num_chains, *eye.shape))
+        step_sizes = jnp.full((num_chains,), settings.initial_step_size, jnp.result_type(float))
+    spec = target.spec
 
     def build():
-        def fn(positions, data, rng_key):
-            warmup = blackjax.chees_adaptation(
-                lambda x: spec.logdensity(x, data),
-                num_chains,
+        from bayes.inference.mcmc.chees import chees_warmup
+
+        def fn(positions, imm, step_sizes, data, rng_key):
+            return chees_warmup(
+                lambda x: spec.logdensity(x, data), positions, imm, step_sizes,
+                rng_key=rng_key, num_steps=num_steps, max_sampling_steps=num_samples,
                 target_acceptance_rate=settings.target_acceptance_rate,
-                mass_matrix_estimation="diagonal",
-                adaptation_info_fn=get_filter_adapt_info_fn(),
-            )
-            (states, params), _ = warmup.run(
-                rng_key, positions, settings.initial_step_size,
-                optax.adam(settings.learning_rate), num_warmup, max_sampling_steps=num_samples,
+                learning_rate=settings.learning_rate,
             )  # fmt: skip
-            tuning = Tuning(
-                params["step_size"],
-                params["inverse_mass_matrix"],
-                params["integration_steps_params"][0],
-            )
-            tuning = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_chains, *x.shape)), tuning)
-            return ChainState(states, tuning)
 
         return fn
 
-    fn, compile_s = _compile("chees", (*key, num_warmup), build, positions, target.data, rng_key)
-    return fn(positions, target.data, rng_key), compile_s
+    key = (spec, settings, num_steps, num_samples)
+    fn, compile_s = _compile("chees", key, build, positions, imm, step_sizes, target.data, rng_key)
+    return fn(positions, imm, step_sizes, target.data, rng_key), compile_s
 
 
 def _chunk_program(target, method: str, settings: Settings, states, args):
@@ -204,6 +213,32 @@ def _chunk_program(target, method: str, settings: Settings, states, args):
         return fn
 
     return _compile("chunk", (spec, method, settings), build, states, target.data, *args)
+
+
+def _preimport_arviz() -> None:
+    """Start importing ArviZ in a background thread; the run needs it only at the end.
+
+    Importing ArviZ (matplotlib, xarray, scipy.stats and, where numba is
+    installed, a numba ufunc compiled at import) takes longer in a fresh
+    process than importing NumPyro; started here it overlaps the model's
+    tracing, the compilation-cache reads and the sampling, whose XLA parts
+    release the GIL. ``to_inference_data``'s own ``import arviz`` then waits
+    on the module lock (or re-raises an import error) as usual.
+    """
+    import sys
+    import threading
+
+    if "arviz" in sys.modules or getattr(_preimport_arviz, "started", False):
+        return
+    _preimport_arviz.started = True
+
+    def work() -> None:
+        import contextlib
+
+        with contextlib.suppress(Exception):  # the main thread's import reports it
+            importlib.import_module("arviz")
+
+    threading.Thread(target=work, name="bayes-import-arviz", daemon=True).start()
 
 
 def _after_chunk(progress: dict[str, Any]) -> None:
@@ -276,6 +311,7 @@ def sample(
     from bayes.target import as_target
 
     enable_compilation_cache()
+    _preimport_arviz()
     initial_position = options.pop("initial_position", None)
     initial_positions = options.pop("initial_positions", None)
     settings = _settings(method, options)

@@ -2,6 +2,7 @@
 
 - :mod:`~bayes.inference.mcmc.window`: Stan's window adaptation as a per-step update.
 - :mod:`~bayes.inference.mcmc.chains`: chain states, one transition, chunked runs.
+- :mod:`~bayes.inference.mcmc.chees`: ChEES warmup preconditioned by window adaptation.
 """
 
 from bayes.inference.mcmc.chains import (
@@ -13,6 +14,7 @@ from bayes.inference.mcmc.chains import (
     chees_integration_steps,
     run_chunk,
 )
+from bayes.inference.mcmc.chees import chees_warmup
 from bayes.inference.mcmc.window import WindowAdaptationState, schedule, window_adaptation
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "WindowAdaptationState",
     "build_step",
     "chees_integration_steps",
+    "chees_warmup",
     "run_chunk",
     "schedule",
     "window_adaptation",

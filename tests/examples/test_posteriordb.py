@@ -1,9 +1,8 @@
 """The posteriordb models in examples/posteriordb agree with the reference posteriors.
 
 Every parameter's posterior mean must satisfy |z| < 4 with
-z = (mean - ref) / sqrt(mcse^2 + ref_mcse^2), for NUTS, HMC and ChEES-HMC.
-ChEES is not run on the two badly conditioned regressions (see ``SKIP``); all four
-others pass with ``BAYES_FULL_POSTERIORDB=1`` (by default only eight schools, for time).
+z = (mean - ref) / sqrt(mcse^2 + ref_mcse^2), for NUTS, HMC and ChEES-HMC (ChEES on
+all six with ``BAYES_FULL_POSTERIORDB=1``, by default only on eight schools, for time).
 With about 70 parameter checks the chance that a correct sampler trips any of
 them is about 70 * 6e-5 < 1%, if the MCSE estimates are right.
 """
@@ -37,20 +36,7 @@ FULL = os.environ.get("BAYES_FULL_POSTERIORDB") == "1"
 BUDGET = "ChEES on this posterior runs with BAYES_FULL_POSTERIORDB=1 (compile-time budget)"
 
 
-#: Known failures, kept out of the matrix with the measured reason (not loosened tolerances).
-SKIP = {
-    ("kidiq-kidscore_momiq", "chees"): "diagonal ChEES: step size ~1e-5 and the 1000-leapfrog "
-    "cap on this correlation -0.99 posterior; |z| up to 3.3 after 1000 warmup steps, 20x slower",
-    ("earnings-logearn_height", "chees"): "diagonal ChEES: step size ~2e-5, trajectories at the "
-    "1000-leapfrog cap (correlation -0.998); |z| up to 6.5 with 500 warmup steps",
-}
-
-
 def _case(posterior: str, method: str):
-    if (posterior, method) in SKIP:
-        return pytest.param(
-            posterior, method, marks=pytest.mark.skip(reason=SKIP[posterior, method])
-        )
     if method == "chees" and not FULL and not posterior.startswith("eight_schools"):
         return pytest.param(posterior, method, marks=pytest.mark.skip(reason=BUDGET))
     return (posterior, method)
