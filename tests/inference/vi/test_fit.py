@@ -70,6 +70,23 @@ def test_nonfinite_step_stops_and_names_the_site():
     assert "vi_loc" in err.value.result.params
 
 
+def test_a_nonfinite_step_is_rejected_and_flagged():
+    def bad_model(y):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        numpyro.sample("y", dist.Normal(jnp.log(mu - 5.0), 1.0), obs=y)
+
+    import optax
+
+    guide = vi.make_guide(bad_model, "meanfield")
+    alg = vi.build(vi.elbo, bad_model, guide, optax.adam(0.1), jnp.zeros(()),
+                   rng_key=jax.random.key(0))  # fmt: skip
+    state = alg.init(rng_key=jax.random.key(1))
+    new, info = jax.jit(alg.step)(jax.random.key(2), state)
+    assert not bool(info.is_finite) and not np.isfinite(float(info.objective))
+    for before, after in zip(jax.tree.leaves(state), jax.tree.leaves(new)):
+        np.testing.assert_array_equal(np.asarray(after), np.asarray(before))
+
+
 def test_bad_options_are_clear_errors():
     with pytest.raises(ValueError, match="unknown objective 'elbow'"):
         fit(model, {"y": Y}, objective="elbow", progress=False)
