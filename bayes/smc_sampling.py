@@ -194,7 +194,9 @@ def _run(one_step, initial_particles, rng_key, target_accept, max_steps, progres
     from bayes._progress import progress_bar
 
     state = adaptive_tempered.init(initial_particles)
-    multiplier = jnp.asarray(1.0)
+    # A typed temperature (init gives a Python float) lets every step reuse one compilation.
+    state = state._replace(tempering_param=jnp.asarray(0.0, dtype=state.weights.dtype))
+    multiplier = jnp.asarray(1.0, dtype=state.weights.dtype)
     log_evidence = 0.0
     temperatures, accepts = [], []
     with progress_bar(total=None, desc="tempered SMC", enabled=progress) as bar:
