@@ -30,6 +30,7 @@ from .objectives import (
     iwelbo,
     log_importance_weights,
     markov_score_climbing,
+    mcmc_kernel,
     renyi,
     rws_wake_phi,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "log_mean_exp",
     "make_guide",
     "markov_score_climbing",
+    "mcmc_kernel",
     "model_log_density",
     "nonfinite_sites",
     "normalized_weights",

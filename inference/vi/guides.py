@@ -32,6 +32,9 @@ __all__ = [
 #: Built-in guide families accepted by :func:`make_guide`.
 GUIDE_KINDS = ("meanfield", "fullrank", "lowrank", "flow")
 
+#: Auxiliary site of :class:`GaussianGuide` holding the unconstrained latent vector.
+LATENT_SITE = "_vi_latent"
+
 
 class _Site(NamedTuple):
     name: str
@@ -126,18 +129,25 @@ class GaussianGuide:
                 "vi_cov_diag", jnp.full((d,), s0**2), constraint=constraints.softplus_positive
             )
             base = dist.LowRankMultivariateNormal(loc, factor, diag)
-        u = numpyro.sample("_vi_latent", base, infer={"is_auxiliary": True})
-        out, offset = {}, 0
-        for site in self.sites:
-            size = int(np.prod(site.unconstrained_shape, dtype=int))
-            u_i = u[offset : offset + size].reshape(site.unconstrained_shape)
-            offset += size
-            value = site.transform(u_i)
-            log_det = jnp.sum(site.transform.log_abs_det_jacobian(u_i, value))
+        u = numpyro.sample(LATENT_SITE, base, infer={"is_auxiliary": True})
+        out = {}
+        for site, (value, log_det) in zip(self.sites, _constrain_latent(self.sites, u)):
             out[site.name] = numpyro.sample(
                 site.name, dist.Delta(value, -log_det, event_dim=len(site.shape))
             )
         return out
+
+
+def _constrain_latent(sites: Sequence[_Site], u: jax.Array) -> list[tuple[jax.Array, jax.Array]]:
+    """``(value, log|det J|)`` of every site from the unconstrained latent vector ``u (D,)``."""
+    out, offset = [], 0
+    for site in sites:
+        size = int(np.prod(site.unconstrained_shape, dtype=int))
+        u_i = u[offset : offset + size].reshape(site.unconstrained_shape)
+        offset += size
+        value = site.transform(u_i)
+        out.append((value, jnp.sum(site.transform.log_abs_det_jacobian(u_i, value))))
+    return out
 
 
 def make_guide(

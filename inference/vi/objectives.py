@@ -24,6 +24,7 @@ from .constructs import (
     normalized_weights,
     with_gradient_of,
 )
+from .guides import LATENT_SITE, _constrain_latent, _latent_sites
 from .surrogate import StatefulObjective
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "iwelbo",
     "log_importance_weights",
     "markov_score_climbing",
+    "mcmc_kernel",
     "renyi",
     "rws_wake_phi",
 ]
@@ -144,6 +146,83 @@ def cis_kernel(num_particles: int) -> Callable[..., dict]:
     return kernel
 
 
+def mcmc_kernel(
+    method: str = "nuts",
+    *,
+    step_size: float,
+    inverse_mass_matrix: jax.Array | None = None,
+    num_steps: int = 1,
+    **settings: Any,
+) -> Callable[..., dict]:
+    r"""HMC or NUTS transitions of :mod:`bayes.inference.mcmc` as a Markov score climbing kernel.
+
+    The chain moves in the model's unconstrained latent space, ``u (D,)``, with
+    target :math:`\log p(x, T(u)) + \log|\det J_T(u)|` (``T`` maps each site
+    onto its support), so it leaves the posterior invariant whatever the step
+    size. MSC runs no warmup: the step size and mass matrix stay fixed. The
+    guide's sites must be the model's latent sites, plus the latent vector of
+    a :func:`~bayes.inference.vi.make_guide` Gaussian guide (which is ``u``).
+
+    Args:
+        method: ``"nuts"`` or ``"hmc"`` (see :func:`bayes.inference.mcmc.build_step`).
+        step_size: Leapfrog step size.
+        inverse_mass_matrix: Diagonal, shape ``(D,)`` (default identity).
+        num_steps: Transitions per MSC step.
+        **settings: More options of ``build_step`` (``max_tree_depth``,
+            ``num_integration_steps``, ...).
+
+    Returns:
+        ``kernel(rng_key, position, model, guide, params, *args, **kwargs) -> position``.
+    """
+    if method not in ("nuts", "hmc"):
+        raise ValueError(f"method must be 'nuts' or 'hmc', got {method!r}")
+    from bayes.inference.mcmc import ChainState, build_step, window_adaptation
+    from blackjax.mcmc.hmc import init as hmc_init
+
+    _, step = build_step(method, **settings)
+    tuning_init = window_adaptation()[0]
+
+    def kernel(rng_key, position, model, guide, params, *args, **kwargs):
+        sites = _latent_sites(model, args, kwargs)
+        foreign = sorted(set(position) - {s.name for s in sites} - {LATENT_SITE})
+        if foreign:
+            raise ValueError(
+                f"guide sites {foreign} are not latent sites of the model: an MCMC kernel "
+                "moves only those (use the default conditional importance sampling kernel)"
+            )
+        # The chain is a constant of the objective; this also keeps reverse-mode
+        # differentiation out of NUTS's while loop.
+        params = jax.lax.stop_gradient(params)
+        if LATENT_SITE in position:
+            u = position[LATENT_SITE]
+        else:
+            u = jnp.concatenate([jnp.reshape(s.transform.inv(position[s.name]), -1) for s in sites])
+
+        def logdensity(u):
+            parts = _constrain_latent(sites, u)
+            values = {s.name: value for s, (value, _) in zip(sites, parts)}
+            log_det = sum(ld for _, ld in parts)
+            return model_log_density(model, values, params, *args, **kwargs) + log_det
+
+        tuning = tuning_init(u.shape[0], step_size)
+        if inverse_mass_matrix is not None:
+            tuning = tuning._replace(inverse_mass_matrix=jnp.asarray(inverse_mass_matrix))
+
+        def transition(state, key):
+            # Step index 0 of a run with no warmup: the tuning is used as it is.
+            return step(key, state, logdensity, 0, 0, 0, False)[0], None
+
+        state = ChainState(hmc_init(u, logdensity), tuning)
+        state, _ = jax.lax.scan(transition, state, jax.random.split(rng_key, num_steps))
+        u = state.kernel.position
+        new = {s.name: value for s, (value, _) in zip(sites, _constrain_latent(sites, u))}
+        if LATENT_SITE in position:
+            new[LATENT_SITE] = u
+        return jax.lax.stop_gradient(new)
+
+    return kernel
+
+
 def _guide_log_density(guide, values, params, args, kwargs):
     return log_density(guide, args, kwargs, {**params, **values})[0]
 
@@ -160,8 +239,9 @@ def markov_score_climbing(
 
     Args:
         kernel: ``kernel(rng_key, position, model, guide, params, *args,
-            **kwargs) -> position``, any MCMC kernel (e.g. a BlackJAX kernel
-            wrapped to this signature) whose target is the posterior; default
+            **kwargs) -> position``, any MCMC kernel whose target is the
+            posterior: :func:`mcmc_kernel` (HMC or NUTS of
+            :mod:`bayes.inference.mcmc`), a user-written one, or by default
             :func:`cis_kernel` with ``num_particles``.
         num_particles: Particles of the default CIS kernel.
 

@@ -1,4 +1,4 @@
-"""The normalizing-flow guide against an exact, strongly correlated Gaussian posterior.
+"""Flow guides and Markov score climbing against an exact, strongly correlated posterior.
 
 Bayesian linear regression with two nearly collinear inputs, ``w ~ N(0, I)``,
 ``y | w ~ N(Xw, I)``: the posterior is ``N(m, S)`` with ``S = (X'X + I)^-1``,
@@ -6,6 +6,11 @@ Bayesian linear regression with two nearly collinear inputs, ``w ~ N(0, I)``,
 ``N(y; 0, XX' + I)``. No mean-field guide can reach it: the best one has
 ``ELBO = log p(y) + log(1 - rho^2) / 2`` (about 0.9 nat below), whatever its
 parameters. The flow can represent the correlation, so it must do far better.
+
+Markov score climbing minimises the inclusive ``KL(p || q)`` instead, whose
+mean-field optimum matches the posterior's marginal means and standard
+deviations exactly (where the ELBO's shrinks each sd by ``sqrt(1 - rho^2)``,
+here to 0.41 of it).
 """
 
 from __future__ import annotations
@@ -78,3 +83,36 @@ def test_flow_elbo_beats_every_meanfield_guide(fitted_flow):
     assert elbo <= LOG_EVIDENCE + 4 * se  # a lower bound
     assert elbo > LOG_EVIDENCE - 0.05  # close to exact (0.018 below here) ...
     assert elbo > BEST_MEANFIELD_ELBO + 0.7  # ... and ~0.9 nat above any mean-field guide
+
+
+def test_msc_with_a_nuts_kernel_matches_the_posterior_marginals():
+    steps = 5000
+    objective = vi.markov_score_climbing(vi.mcmc_kernel("nuts", step_size=0.3))
+    optimizer = optax.adam(optax.cosine_decay_schedule(0.01, steps, alpha=0.05))
+    guide = vi.make_guide(model, "meanfield")
+    alg = vi.build(objective, model, guide, optimizer, X, Y, rng_key=jax.random.key(0))
+    state = alg.init(rng_key=jax.random.key(1))
+    state, info = jax.jit(vi.run_steps, static_argnums=(0, 3))(
+        alg.step, state, jax.random.key(2), steps
+    )
+    assert bool(jnp.all(info.is_finite))
+    params = alg.constrain(state.params)
+    # Tolerances: the stochastic-approximation error of this run (0.03 sd in the
+    # means, 1% in the sds), a third of each bound; the ELBO's answer, 0.41 sd,
+    # is far outside.
+    np.testing.assert_array_less(np.abs(np.asarray(params["vi_loc"]) - MEAN), 0.1 * SD)
+    np.testing.assert_allclose(np.asarray(params["vi_scale"]), SD, rtol=0.05)
+
+
+def test_mcmc_kernel_needs_guide_sites_that_are_model_sites():
+    def guide(x, y):
+        lam = numpyro.sample("lam", dist.Normal(0.0, 1.0), infer={"is_auxiliary": True})
+        numpyro.sample("w", dist.Normal(lam, 1.0).expand([2]).to_event(1))
+
+    objective = vi.markov_score_climbing(vi.mcmc_kernel("hmc", step_size=0.1))
+    alg = vi.build(objective, model, guide, optax.adam(0.01), X, Y, rng_key=jax.random.key(0))
+    state = alg.init(rng_key=jax.random.key(1))
+    with pytest.raises(ValueError, match=r"guide sites \['lam'\] are not latent sites"):
+        alg.step(jax.random.key(2), state)
+    with pytest.raises(ValueError, match="'nuts' or 'hmc'"):
+        vi.mcmc_kernel("chees", step_size=0.1)
