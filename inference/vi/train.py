@@ -131,7 +131,7 @@ def build(
             return VIState(params, opt_state, obj_state, state.step + 1)
 
         # A cond, not a select of every state leaf: on CPU the select cost about
-        # 10% of a small model's step (benchmarks/vi.py); under vmap it is one again.
+        # 8% of a small model's step (benchmarks/vi.py); under vmap it is one again.
         new = jax.lax.cond(finite, accept, lambda _: state, None)
         return new, VIInfo(value, grad_norm, finite)
 
