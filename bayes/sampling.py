@@ -215,32 +215,6 @@ def _chunk_program(target, method: str, settings: Settings, states, args):
     return _compile("chunk", (spec, method, settings), build, states, target.data, *args)
 
 
-def _preimport_arviz() -> None:
-    """Start importing ArviZ in a background thread; the run needs it only at the end.
-
-    Importing ArviZ (matplotlib, xarray, scipy.stats and, where numba is
-    installed, a numba ufunc compiled at import) takes longer in a fresh
-    process than importing NumPyro; started here it overlaps the model's
-    tracing, the compilation-cache reads and the sampling, whose XLA parts
-    release the GIL. ``to_inference_data``'s own ``import arviz`` then waits
-    on the module lock (or re-raises an import error) as usual.
-    """
-    import sys
-    import threading
-
-    if "arviz" in sys.modules or getattr(_preimport_arviz, "started", False):
-        return
-    _preimport_arviz.started = True
-
-    def work() -> None:
-        import contextlib
-
-        with contextlib.suppress(Exception):  # the main thread's import reports it
-            importlib.import_module("arviz")
-
-    threading.Thread(target=work, name="bayes-import-arviz", daemon=True).start()
-
-
 def _after_chunk(progress: dict[str, Any]) -> None:
     """Called after every chunk (and checkpoint write); a seam for tests and tools."""
 
@@ -311,7 +285,6 @@ def sample(
     from bayes.target import as_target
 
     enable_compilation_cache()
-    _preimport_arviz()
     initial_position = options.pop("initial_position", None)
     initial_positions = options.pop("initial_positions", None)
     settings = _settings(method, options)

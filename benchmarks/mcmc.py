@@ -188,16 +188,26 @@ print(time.perf_counter() - t0)
 """
 
 
-def time_to_first_draw(name: str, repeats: int = 3) -> tuple[float, float]:
-    """Seconds from process start to the first 100 draws, cache warm: (bayes, NumPyro).
+CHILD_ARVIZ = """
+import numpyro, time
+t0 = time.perf_counter()
+import arviz
+print(time.perf_counter() - t0)
+"""
+
+
+def time_to_first_draw(name: str, repeats: int = 3) -> tuple[float, float, float]:
+    """Seconds from process start to the first 100 draws, cache warm: (bayes, NumPyro, ArviZ).
 
     Each command runs once to fill a fresh cache, then ``repeats`` times,
-    alternating between the two so that load on a shared machine hits both
-    alike; the medians are returned.
+    alternating between them so that load on a shared machine hits all
+    alike; the medians are returned. The third is the time ``import arviz``
+    takes in a fresh process after NumPyro (the part of ours that building
+    ``InferenceData`` costs and NumPyro's run does not pay).
     """
     env = {**os.environ, "BAYES_PROGRESS": "0", "JAX_PLATFORMS": "cpu"}
-    codes = [child.format(name=name) for child in (CHILD_BAYES, CHILD_NUMPYRO)]
-    times: list[list[float]] = [[], []]
+    codes = [child.format(name=name) for child in (CHILD_BAYES, CHILD_NUMPYRO, CHILD_ARVIZ)]
+    times: list[list[float]] = [[], [], []]
 
     def run(code: str) -> float:
         done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
@@ -212,7 +222,7 @@ def time_to_first_draw(name: str, repeats: int = 3) -> tuple[float, float]:
             for i, code in enumerate(codes):
                 times[i].append(run(code))
     print("time to first draw runs", name, times, flush=True)
-    return statistics.median(times[0]), statistics.median(times[1])
+    return tuple(statistics.median(t) for t in times)
 
 
 def ttfd_section(ttfd: list[list]) -> None:
@@ -221,10 +231,14 @@ def ttfd_section(ttfd: list[list]) -> None:
     body = (
         "Seconds from process start (imports included) to the first 100 draws "
         "(4 chains, 100 warmup + 100 draws, NUTS, float32) in a fresh process whose "
-        "persistent compilation cache is warm; median of 3 runs, alternating between the two "
-        "samplers in one session (target ratio <= 0.5). This supersedes the time-to-first-draw "
-        "table of the section above when it is newer.\n\n"
-        + markdown_table(["posterior", "bayes", "NumPyro", "ratio"], ttfd)
+        "persistent compilation cache is warm; median of 3 runs, alternating between the "
+        "samplers in one session (target ratio <= 0.5). `import arviz` is the time importing "
+        "ArviZ takes in a fresh process after NumPyro: returning `InferenceData` costs it and "
+        "NumPyro's run does not. This supersedes the time-to-first-draw table of the section "
+        "above when it is newer.\n\n"
+        + markdown_table(
+            ["posterior", "bayes", "NumPyro", "ratio", "import arviz", "ratio without it"], ttfd
+        )
     )
     print(body)
     write_section("mcmc-ttfd", "NUTS: time to first draw in a fresh process", body)
@@ -245,8 +259,8 @@ def main() -> None:
     if args.ttfd_only:
         ttfd = []
         for name in args.ttfd:
-            ours, theirs = time_to_first_draw(name)
-            ttfd.append([name, ours, theirs, ours / theirs])
+            ours, theirs, arviz = time_to_first_draw(name)
+            ttfd.append([name, ours, theirs, ours / theirs, arviz, (ours - arviz) / theirs])
         if args.no_write:
             print(ttfd)
         else:
@@ -281,7 +295,7 @@ def main() -> None:
                        res["bayes"]["ess_s"] / best])  # fmt: skip
     ttfd = []
     for name in args.ttfd:
-        ours, theirs = time_to_first_draw(name)
+        ours, theirs, _ = time_to_first_draw(name)
         print("time to first draw", name, ours, theirs, flush=True)
         ttfd.append([name, ours, theirs, ours / theirs])
     header = ["posterior", "sampler", "compile s", "warmup s", "sampling s", "min bulk ESS",
