@@ -16,9 +16,11 @@ import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from bayes.inference.mcmc import Tuning
 
 import bayes
+from bayes import sampling
 
 N = 434
 _rng = np.random.default_rng(0)
@@ -34,11 +36,19 @@ def regression_logdensity(theta, x, y):
     return -N * theta["log_sigma"] - 0.5 * jnp.sum(r**2) * jnp.exp(-2.0 * theta["log_sigma"])
 
 
-def test_chees_badly_scaled_regression_matches_exact_posterior(x64):
-    start = {"beta": jnp.zeros(2), "log_sigma": jnp.zeros(())}
-    idata = bayes.sample(regression_logdensity, {"x": X, "y": Y}, initial_position=start,
-                         method="chees", num_chains=16, num_warmup=400, num_samples=250,
-                         seed=1, progress=False)  # fmt: skip
+RUN = dict(initial_position={"beta": jnp.zeros(2), "log_sigma": jnp.zeros(())},
+           method="chees", num_chains=16, num_warmup=400, num_samples=250, seed=1,
+           progress=False)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def regression_run():
+    with jax.enable_x64(True):
+        return bayes.sample(regression_logdensity, {"x": X, "y": Y}, **RUN)
+
+
+def test_chees_badly_scaled_regression_matches_exact_posterior(regression_run):
+    idata = regression_run
     beta = idata.posterior["beta"].values  # (16, 250, 2)
     for i in range(2):
         b = beta[..., i]
@@ -49,6 +59,32 @@ def test_chees_badly_scaled_regression_matches_exact_posterior(x64):
     # the adapted trajectories stay far below the 1000-leapfrog cap
     assert float(idata.sample_stats["n_steps"].mean()) < 100
     assert int(idata.sample_stats["diverging"].sum()) == 0
+
+
+def test_chees_resumes_across_both_warmup_phases(regression_run, tmp_path, monkeypatch):
+    """Killed after the window phase (t=100) and after ChEES (t=400), it ends as if never."""
+    checkpoint, seen = tmp_path / "run.ckpt", []
+    for call, stop_at in enumerate((100, 400, None)):
+
+        def after_chunk(progress, stop_at=stop_at, call=call):
+            if len(seen) == call:
+                seen.append(progress["t"])  # the first chunk each call completes
+            if progress["t"] == stop_at:
+                raise KeyboardInterrupt  # no draws yet: propagates, checkpoint kept
+
+        monkeypatch.setattr(sampling, "_after_chunk", after_chunk)
+        with jax.enable_x64(True):
+            if stop_at is None:
+                resumed = bayes.sample(regression_logdensity, {"x": X, "y": Y},
+                                       checkpoint=checkpoint, **RUN)  # fmt: skip
+                continue
+            with pytest.raises(KeyboardInterrupt):
+                bayes.sample(regression_logdensity, {"x": X, "y": Y}, checkpoint=checkpoint, **RUN)
+    # window phase: 100 steps in one chunk; then ChEES to 400 in one call; then sampling
+    assert seen == [100, 400, 500]
+    for name in ("beta", "log_sigma"):
+        np.testing.assert_array_equal(resumed.posterior[name], regression_run.posterior[name])
+    assert resumed.posterior.attrs["compile_s"] == 0.0  # same programs as the first run
 
 
 def test_preconditioned_tuning_maps_back_to_original_coordinates():
