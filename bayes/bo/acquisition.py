@@ -114,13 +114,17 @@ def suggest(
     import torch
     from botorch.acquisition.objective import GenericMCObjective
     from botorch.optim import optimize_acqf
-    from botorch.sampling import SobolQMCNormalSampler
+    from botorch.sampling.get_sampler import get_sampler
 
     opts = dict(options or {})
     check_acquisition(acquisition, num_objectives, len(constraints))
     d = train_X.shape[-1]
     bounds = torch.stack([torch.zeros(d), torch.ones(d)]).to(train_X)
-    sampler = SobolQMCNormalSampler(torch.Size([int(opts.get("mc_samples", 128))]))
+    # The posterior's type picks the sampler: quasi-MC normal draws for Gaussian
+    # posteriors, member indices for ensembles.
+    with torch.no_grad():
+        probe = model.posterior(train_X[:1])
+    sampler = get_sampler(probe, torch.Size([int(opts.get("mc_samples", 128))]))
     cons = constraint_callables(constraints, num_objectives)
     first = GenericMCObjective(lambda Z, X=None: Z[..., 0]) if train_Y.shape[-1] > 1 else None
 
@@ -184,12 +188,27 @@ def _infer_ref_point(Y: Tensor, feasible: Tensor) -> Tensor:
 
 
 def _thompson(model: Model, d: int, q: int, num_candidates: int, objective, like: Tensor) -> Tensor:
+    """Maximizers of ``q`` joint posterior draws over a scrambled Sobol candidate set.
+
+    Draws of a mixture posterior (``batch`` of mixture components at dim -3,
+    as fully Bayesian and Student-t models give) pick one component each.
+    The same candidate is never returned twice.
+    """
     import torch
-    from botorch.generation import MaxPosteriorSampling
     from torch.quasirandom import SobolEngine
 
-    engine = SobolEngine(d, scramble=True, seed=int(torch.randint(0, 2**31 - 1, ()).item()))
-    X_cand = engine.draw(num_candidates).to(like)
-    sampler = MaxPosteriorSampling(model, objective=objective, replacement=False)
+    seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    X_cand = SobolEngine(d, scramble=True, seed=seed).draw(num_candidates).to(like)
     with torch.no_grad():
-        return sampler(X_cand, num_samples=q)
+        Z = model.posterior(X_cand).rsample(torch.Size([q]))
+        if Z.ndim == 4:  # q x components x N x m
+            pick = torch.randint(0, Z.shape[1], (q,))
+            Z = Z[torch.arange(q), pick]
+        scores = objective(Z) if objective is not None else Z[..., 0]
+        chosen: list[int] = []
+        for i in range(q):
+            s = scores[i].clone()
+            if chosen:
+                s[chosen] = -torch.inf
+            chosen.append(int(torch.argmax(s)))
+    return X_cand[chosen]

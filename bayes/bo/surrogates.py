@@ -16,7 +16,9 @@ so any model whose posterior BoTorch's acquisition functions can use plugs in
     register_surrogate("mine", MySurrogate)
 
 Built in: ``gp`` (:class:`GPSurrogate`, BoTorch's ``SingleTaskGP``) and ``saas``
-(:class:`SAASSurrogate`, the fully Bayesian SAAS GP sampled with NUTS in Pyro).
+(:class:`SAASSurrogate`, the fully Bayesian SAAS GP sampled with NUTS in Pyro);
+the JAX surrogates ``bnn-hmc``, ``bnn-vi``, ``ensemble``, ``ibnn``, ``dkl`` and
+``stp`` of :mod:`bayes.bo.jax_surrogates` register on first lookup.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class Surrogate(Protocol):
 _REGISTRY: dict[str, Callable[..., Surrogate]] = {}
 #: Modules imported on the first lookup of an unknown name; each registers its
 #: surrogates with :func:`register_surrogate` when imported (missing ones are skipped).
-SURROGATE_MODULES: list[str] = []
+SURROGATE_MODULES: list[str] = ["bayes.bo.jax_surrogates"]
 
 
 def _load_plugins() -> None:

@@ -23,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None, help="worker threads (--batch)")
     parser.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://host:8786")
     parser.add_argument("--surrogate", help="surrogate model (gp, saas, ...); default gp")
+    parser.add_argument(
+        "--surrogate-option", action="append", default=[], metavar="KEY=VALUE",
+        help="surrogate option (repeatable; VALUE read as JSON, else text), e.g. width=20",
+    )  # fmt: skip
     parser.add_argument("--acquisition", help="qlognei (default), qlogei, qucb, ts, qlognehvi")
     parser.add_argument("--seed", type=int, default=0, help="seed of a new study (0)")
     parser.add_argument("--n-initial", type=int, default=None, help="Sobol initial design size")
@@ -64,6 +68,24 @@ def load_objective_file(path: str) -> Any:
     return module
 
 
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``["width=20", "depths=[1,2]"]`` -> ``{"width": 20, "depths": [1, 2]}``."""
+    import json
+
+    from bayes.cli import CLIError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CLIError(f"--surrogate-option expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
 def _study(args: argparse.Namespace) -> tuple[Any, Any]:
     from bayes.bo.space import Space, SpaceError
     from bayes.bo.store import StoreError
@@ -95,6 +117,7 @@ def _study(args: argparse.Namespace) -> tuple[Any, Any]:
                 settings[key] = getattr(module, key)
     acq = {k: v for k, v in (("num_restarts", args.num_restarts),
                              ("raw_samples", args.raw_samples)) if v is not None}  # fmt: skip
+    surrogate_options = parse_options(args.surrogate_option)
     store = Path(args.store)
     try:
         if store.exists():
@@ -105,12 +128,17 @@ def _study(args: argparse.Namespace) -> tuple[Any, Any]:
             changes = {k: v for k, v in given if v is not None}
             if acq:
                 changes["acquisition_options"] = {**study.settings["acquisition_options"], **acq}
+            if surrogate_options:
+                changes["surrogate_options"] = surrogate_options
+            elif args.surrogate and args.surrogate != study.settings["surrogate"]:
+                changes["surrogate_options"] = {}  # the old ones belong to the old surrogate
             if changes:
                 study.update_settings(**changes)
             return study, objective
         study = Study.create(
             store, space, surrogate=args.surrogate or "gp", acquisition=args.acquisition,
-            acquisition_options=acq, n_initial=args.n_initial, seed=args.seed, **settings,
+            surrogate_options=surrogate_options, acquisition_options=acq,
+            n_initial=args.n_initial, seed=args.seed, **settings,
         )  # fmt: skip
     except (StoreError, StudyError, SpaceError) as err:
         raise CLIError(str(err)) from None
