@@ -13,13 +13,16 @@ Acquisitions (BoTorch's, by name):
   as incumbent.
 - ``qucb``: ``qUpperConfidenceBound`` with ``beta`` (default 2); unconstrained.
 - ``ts``: Thompson sampling, the maximizers of joint posterior draws over a
-  scrambled Sobol candidate set (``num_candidates``); unconstrained.
+  scrambled Sobol candidate set (``num_candidates``); unconstrained. Running
+  trials are not conditioned on: as in asynchronous parallel Thompson sampling
+  (Kandasamy et al., AISTATS 2018), each new point comes from its own
+  posterior draw, which is what spreads a batch out.
 - ``qlognehvi`` (default for several objectives): noisy expected hypervolume
   improvement, ``qLogNoisyExpectedHypervolumeImprovement``, with a reference
   point given or inferred from the observations.
 
-Running trials are passed as ``X_pending``, so a new batch is chosen knowing
-that those points are already being evaluated.
+Running trials are passed as ``X_pending`` (all but ``ts``), so a new batch
+is chosen knowing that those points are already being evaluated.
 """
 
 from __future__ import annotations

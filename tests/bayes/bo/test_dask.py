@@ -34,3 +34,25 @@ def test_optimize_on_a_local_dask_cluster(tmp_path: Path) -> None:
     pids = {t.outcomes["pid"] for t in trials}
     assert float(os.getpid()) not in pids
     assert {t.worker for t in trials} == addresses and len(addresses) == 2
+
+
+def test_cli_optimize_with_scheduler_address(tmp_path: Path) -> None:
+    """``bayes optimize --scheduler ADDRESS`` evaluates on the cluster's worker processes."""
+    distributed = pytest.importorskip("distributed")
+    from bayes.cli import main
+
+    store = tmp_path / "cli.db"
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None, worker_dashboard_address=None,
+    ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
+        addresses = set(client.scheduler_info()["workers"])
+        code = main(["optimize", "--problem", "branin", "--store", str(store), "--budget", "6",
+                     "--n-initial", "6", "--batch", "2", "--scheduler", cluster.scheduler_address,
+                     "--no-progress"])  # fmt: skip
+    assert code == 0
+    study = Study.load(store)
+    trials = study.trials()
+    assert [t.state for t in trials] == ["complete"] * 6
+    assert {t.worker for t in trials} <= addresses  # every evaluation ran on a cluster worker
+    study.close()
