@@ -27,6 +27,12 @@ def _to_numpy(tree: Any) -> Any:
     return jax.tree.map(np.asarray, jax.device_get(tree))
 
 
+@jax.jit
+def _run_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Keys of initial points, chain steps and ChEES warmup (one program, not three)."""
+    return tuple(jax.random.split(jax.random.key(seed), 3))
+
+
 def _shard_chains(tree: Any, num_chains: int) -> Any:
     """Split the chain axis across devices when there are several and it divides evenly."""
     devices = jax.devices()
@@ -89,7 +95,11 @@ class Run:
         return jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *self.draws)
 
     def _start(self) -> tuple[int, Any]:
-        init_key, self.run_key, self.chees_key = jax.random.split(jax.random.key(self.seed), 3)
+        if -(2**31) <= self.seed < 2**31:
+            keys = _run_keys(self.seed)
+        else:  # a traced 32-bit integer cannot hold it; the eager path takes 64-bit seeds
+            keys = jax.random.split(jax.random.key(self.seed), 3)
+        init_key, self.run_key, self.chees_key = keys
         if self.checkpoint is not None:
             payload = load_checkpoint(self.checkpoint, self.fingerprint())
             if payload is not None:
@@ -108,7 +118,9 @@ class Run:
         points = _shard_chains(points, self.num_chains)
         if self.method == "chees" and self.num_adapt == 0:  # ChEES straight from the points
             return 0, points
-        return 0, sampling._init_states(self.target, self.method, self.settings, points)
+        states, compile_s = sampling._init_states(self.target, self.method, self.settings, points)
+        self.timings["compile_s"] += compile_s
+        return 0, states
 
     def _chees_warmup(self, states: Any, bar) -> tuple[Any, int]:
         """The joint ChEES adaptation, steps ``num_adapt .. num_warmup - 1`` in one call."""
@@ -131,10 +143,9 @@ class Run:
         n = min(size, phase_end - t)
         stage = self.stage[t : t + n] if t < self.num_adapt else np.zeros(n, np.int32)
         window_end = self.window_end[t : t + n] if t < self.num_adapt else np.zeros(n, bool)
-        args = (
-            self.run_key, jnp.asarray(t, jnp.int32), jnp.asarray(self.num_adapt, jnp.int32),
-            jnp.asarray(stage), jnp.asarray(window_end),
-        )  # fmt: skip
+        # NumPy arguments: the compiled program takes them as they are, where
+        # jnp.asarray would run (and in a fresh process load) small eager programs
+        args = (self.run_key, np.int32(t), np.int32(self.num_adapt), stage, window_end)
         # ChEES' first warmup phase is per-chain window adaptation with NUTS
         method = "nuts" if self.method == "chees" and t < self.num_adapt else self.method
         program, compile_s = sampling._chunk_program(

@@ -149,13 +149,26 @@ def _init_states(target, method: str, settings: Settings, points):
     """Chain states at step 0 from ``points = (positions, logdensity, grad)``.
 
     Window adaptation (NUTS, HMC, and the first part of ChEES warmup) starts
-    from ``settings.initial_step_size``.
+    from ``settings.initial_step_size``. One compiled program rather than a
+    dozen small eager operations, each of which would cost a trace, a
+    lowering and a compilation-cache read in a fresh process.
+    Returns ``(states, compile_s)``.
     """
-    import jax
-    from blackjax.mcmc.hmc import HMCState
+    step_method = "nuts" if method == "chees" else method
 
-    init, _ = _step_fns("nuts" if method == "chees" else method, settings)
-    return jax.vmap(lambda s: init(s, settings.initial_step_size))(HMCState(*points))
+    def build():
+        import jax
+        from blackjax.mcmc.hmc import HMCState
+
+        init, _ = _step_fns(step_method, settings)
+
+        def fn(points):
+            return jax.vmap(lambda s: init(s, settings.initial_step_size))(HMCState(*points))
+
+        return fn
+
+    fn, compile_s = _compile("init", (step_method, settings), build, points)
+    return fn(points), compile_s
 
 
 def _chees_states(target, settings: Settings, states, rng_key, num_steps: int,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -196,14 +195,15 @@ print(time.perf_counter() - t0)
 """
 
 
-def time_to_first_draw(name: str, repeats: int = 3) -> tuple[float, float, float]:
+def time_to_first_draw(name: str, repeats: int = 5) -> tuple[float, float, float]:
     """Seconds from process start to the first 100 draws, cache warm: (bayes, NumPyro, ArviZ).
 
     Each command runs once to fill a fresh cache, then ``repeats`` times,
     alternating between them so that load on a shared machine hits all
-    alike; the medians are returned. The third is the time ``import arviz``
-    takes in a fresh process after NumPyro (the part of ours that building
-    ``InferenceData`` costs and NumPyro's run does not pay).
+    alike; the minima (the runs least disturbed by other jobs) are returned.
+    The third is the time ``import arviz`` takes in a fresh process after
+    NumPyro (the part of ours that building ``InferenceData`` costs and
+    NumPyro's run does not pay).
     """
     env = {**os.environ, "BAYES_PROGRESS": "0", "JAX_PLATFORMS": "cpu"}
     codes = [child.format(name=name) for child in (CHILD_BAYES, CHILD_NUMPYRO, CHILD_ARVIZ)]
@@ -222,7 +222,7 @@ def time_to_first_draw(name: str, repeats: int = 3) -> tuple[float, float, float
             for i, code in enumerate(codes):
                 times[i].append(run(code))
     print("time to first draw runs", name, times, flush=True)
-    return tuple(statistics.median(t) for t in times)
+    return tuple(min(t) for t in times)
 
 
 def ttfd_section(ttfd: list[list]) -> None:
@@ -231,7 +231,7 @@ def ttfd_section(ttfd: list[list]) -> None:
     body = (
         "Seconds from process start (imports included) to the first 100 draws "
         "(4 chains, 100 warmup + 100 draws, NUTS, float32) in a fresh process whose "
-        "persistent compilation cache is warm; median of 3 runs, alternating between the "
+        "persistent compilation cache is warm; fastest of 5 runs, alternating between the "
         "samplers in one session (target ratio <= 0.5). `import arviz` is the time importing "
         "ArviZ takes in a fresh process after NumPyro: returning `InferenceData` costs it and "
         "NumPyro's run does not. This supersedes the time-to-first-draw table of the section "
