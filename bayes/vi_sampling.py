@@ -17,6 +17,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -277,8 +278,14 @@ def fit(
     key_init, key_state, key_run = jax.random.split(jax.random.key(seed), 3)
     alg = vi.build(program, model, guide, optimizer, rng_key=key_init, baseline=baseline, **data)
     state = alg.init(rng_key=key_state)
-    step = jax.jit(alg.step)
-    chunk = jax.jit(vi.run_steps, static_argnums=(0, 3))
+    step, finite = jax.jit(alg.step), jax.jit(vi.all_finite)
+
+    @partial(jax.jit, static_argnums=2)
+    def chunk(state, key, n):
+        # Finiteness is checked once per chunk, not per step (see bayes.inference.vi.train).
+        state, info = vi.run_steps(alg.step, state, key, n)
+        return state, info, info.is_finite.all() & vi.all_finite(state)
+
     trace: list[np.ndarray] = []
     previous: tuple[float, float] | None = None
     converged = interrupted = False
@@ -291,18 +298,21 @@ def fit(
                 n = min(chunk_size, num_steps - done)
                 key = jax.random.fold_in(key_run, done)
                 start = state
-                state, info = chunk(alg.step, state, key, n)
-                ok = np.asarray(info.is_finite)
-                if not ok.all():
-                    bad = int(np.argmin(ok))
-                    keys = jax.random.split(key, n)
-                    for i in range(bad):
-                        start, _ = step(keys[i], start)
+                state, info, ok = chunk(state, key, n)
+                if not bool(ok):
+                    # Replay to the first step whose objective or new state is not finite.
+                    keys, bad = jax.random.split(key, n), n - 1
+                    for i in range(n - 1):
+                        new, step_info = step(keys[i], start)
+                        if not (bool(step_info.is_finite) and bool(finite(new))):
+                            bad = i
+                            break
+                        start = new
                     trace.append(np.asarray(info.objective)[:bad])
-                    partial = _result(alg, start, trace, False, True, model, guide, data, t0)
+                    last_good = _result(alg, start, trace, False, True, model, guide, data, t0)
                     raise NonFiniteError(
                         _nonfinite_message(alg, start, keys[bad], done + bad, model, guide, data),
-                        partial,
+                        last_good,
                     )
                 values = np.asarray(info.objective)
                 trace.append(values)

@@ -43,7 +43,7 @@ from .surrogate import (
     running_mean_baseline,
     surrogate,
 )
-from .train import VIAlgorithm, VIInfo, VIState, build, nonfinite_sites, run_steps
+from .train import VIAlgorithm, VIInfo, VIState, all_finite, build, nonfinite_sites, run_steps
 
 __all__ = [
     "ESTIMATORS",
@@ -56,6 +56,7 @@ __all__ = [
     "VIAlgorithm",
     "VIInfo",
     "VIState",
+    "all_finite",
     "build",
     "cis_kernel",
     "constrain_params",
