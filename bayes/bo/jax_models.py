@@ -82,7 +82,7 @@ class JaxEnsembleModel(EnsembleModel):
         batch, q, d = X.shape[:-2], X.shape[-2], X.shape[-1]
         flat = X.reshape(-1, d)
         n = flat.shape[0]
-        size = bucket_size(n, 64)
+        size = bucket_size(n, 64, factor=8)
         if size > n:  # pad rows so that few shapes are ever compiled
             flat = torch.cat([flat, flat.new_zeros(size - n, d)])
         out = _ensemble_fn(self.config)(flat, self._w, self._mean, self._std)[:, :n]
@@ -182,7 +182,7 @@ class JaxGPModel(Model):
         flat = X.reshape(-1, q, d)
         b = flat.shape[0]
         # Coarse buckets: each (batch, q) shape is one compilation of the kernel recursion.
-        size_b, size_q = bucket_size(b, 8), bucket_size(q, 16)
+        size_b, size_q = bucket_size(b, 8, factor=8), bucket_size(q, 16, factor=4)
         if size_q > q:
             flat = torch.cat([flat, flat.new_full((b, size_q - q, d), 0.5)], dim=1)
         if size_b > b:

@@ -32,13 +32,15 @@ class PaddedData(NamedTuple):
     mask: jnp.ndarray
 
 
-def bucket_size(n: int, minimum: int = 16) -> int:
-    """Smallest power of two ``>= max(n, minimum)``."""
+def bucket_size(n: int, minimum: int = 16, factor: int = 2) -> int:
+    """Smallest ``minimum * factor^k >= n`` (``k >= 0``): powers of two by default."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    if factor < 2:
+        raise ValueError(f"factor must be >= 2, got {factor}")
     size = max(int(minimum), 1)
     while size < n:
-        size *= 2
+        size *= factor
     return size
 
 

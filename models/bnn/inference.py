@@ -235,7 +235,7 @@ def sample_nuts(
         progress=False,
         max_tree_depth=max_tree_depth,
         initial_step_size=initial_step_size,
-        chunk_size=max(num_warmup, num_samples),
+        chunk_size=100,  # fixed: it is part of the compiled program, warm rounds reuse it
     )
     post = idata.posterior
     w = np.asarray(post["w"].values)[:, ::thinning]

@@ -186,3 +186,22 @@ def test_cli_loop_on_branin(name, tmp_path):
     assert study.counts()["complete"] == 10
     assert study.settings["surrogate"] == name
     study.close()
+
+
+def test_bnn_hmc_next_round_is_warm_and_compiles_nothing(fitted):
+    """One more observation: same padded size, chains continue, no program is compiled."""
+    from bayes import sampling
+    from bayes.bo.jax_surrogates import BNNHMCSurrogate
+
+    X, _, models = fitted
+    assert models["bnn-hmc"] is not None  # the first round (fitted here if not yet)
+    compiled = len(sampling._COMPILED)
+    X2 = torch.cat([X, torch.tensor([[0.3]], dtype=torch.float64)])
+    surrogate = make_surrogate("bnn-hmc", **SMALL["bnn-hmc"])
+    key = (surrogate._config(1, 1), surrogate.num_chains)
+    previous = BNNHMCSurrogate._previous[key][1]
+    model = surrogate.fit(X2, truth(X2))
+    assert len(sampling._COMPILED) == compiled
+    mean, _ = _mean_sd(model, X2[-1:])
+    assert abs(float(mean[0]) - float(truth(X2[-1:]))) < 0.15
+    assert BNNHMCSurrogate._previous[key][1] is not previous
