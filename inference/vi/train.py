@@ -42,7 +42,7 @@ class VIState(NamedTuple):
         params: Unconstrained parameters (a dict of pytrees).
         opt_state: optax state.
         objective_state: ``(baseline_state, program_state)``.
-        step: Number of accepted steps.
+        step: Number of steps taken.
     """
 
     params: dict[str, Any]
