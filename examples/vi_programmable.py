@@ -108,7 +108,10 @@ def main() -> None:
     import arviz as az
     import jax
 
+    from bayes.config import enable_compilation_cache
     from bayes.vi_sampling import fit
+
+    enable_compilation_cache()  # a second run skips compiling (bayes.sample does this too)
 
     estimator_table(1000 if args.quick else 20000, args.seed)
 
