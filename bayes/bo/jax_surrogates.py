@@ -168,6 +168,11 @@ class BNNVISurrogate(_NetworkSurrogate):
                 num_steps=self.num_steps, kl_weight=self.kl_weight,
                 learning_rate=self.learning_rate,
             )  # fmt: skip
+        if not np.isfinite(np.asarray(draws.w)).all():
+            raise RuntimeError(
+                "bnn-vi: the fitted guide has non-finite weights; lower learning_rate "
+                f"(now {self.learning_rate}) or num_steps"
+            )
         return self._model(config, draws, mean, std)
 
 
