@@ -11,6 +11,7 @@ run on process pools and Dask workers.
 | `hartmann6` | 6 | 1 | -3.32237 |
 | `ackley2` | 2 | 1 | 0 |
 | `ackley10` | 10 | 1 | 0 |
+| `ackley50` | 50 | 1 | 0 |
 | `levy4` | 4 | 1 | 0 |
 | `rosenbrock4` | 4 | 1 | 0 |
 | `branincurrin` | 2 | 2 | hypervolume 59.36 (reference point 18, 6) |
@@ -36,6 +37,7 @@ _SPECS: dict[str, tuple[str, dict[str, Any], int, int]] = {
     "hartmann6": ("Hartmann", {"dim": 6}, 6, 1),
     "ackley2": ("Ackley", {"dim": 2}, 2, 1),
     "ackley10": ("Ackley", {"dim": 10}, 10, 1),
+    "ackley50": ("Ackley", {"dim": 50}, 50, 1),
     "levy4": ("Levy", {"dim": 4}, 4, 1),
     "rosenbrock4": ("Rosenbrock", {"dim": 4}, 4, 1),
     "branincurrin": ("BraninCurrin", {}, 2, 2),

@@ -1,0 +1,260 @@
+"""Reproduction of "A Study of BNN Surrogates for BO" (Li, Rudner & Wilson, ICLR 2024).
+
+Every registered surrogate of the BO loop plus Sobol random search on the same
+problems, seeds and initial designs. Light at import: JAX, torch and BoTorch
+load inside the experiment. ``python -m bayes.models.bnn.experiments --plan
+medium`` runs the medium-size version quoted in the docs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bayes.experiments import RunContext, experiment
+
+__all__ = ["PLANS", "SURROGATES", "bo_bnn", "run_plan"]
+
+SURROGATES = ("gp", "saas", "bnn-hmc", "bnn-vi", "ensemble", "ibnn", "dkl", "stp")
+# Surrogates that model several outcomes (saas is single-output in BoTorch).
+_MULTI_OUTPUT = ("gp", "bnn-hmc", "bnn-vi", "ensemble", "ibnn", "dkl", "stp")
+
+# Reduced sizes that keep each fit to a few seconds on 2 CPU cores.
+SMALL: dict[str, dict[str, Any]] = {
+    "saas": {"num_warmup": 32, "num_samples": 32, "thinning": 8, "max_tree_depth": 4},
+    "bnn-hmc": {"width": 20, "num_warmup": 300, "num_samples": 60, "thinning": 3,
+                "map_steps": 500, "max_tree_depth": 7},
+    "bnn-vi": {"width": 20, "num_steps": 1000},
+    "ensemble": {"width": 20, "num_steps": 500},
+    "ibnn": {"depths": [2]},
+    "stp": {"depths": [2]},
+    "dkl": {"width": 20, "num_steps": 300},
+}  # fmt: skip
+_ACQ_SMALL = {"num_restarts": 2, "raw_samples": 64, "maxiter": 50, "mc_samples": 64}
+
+# key -> (problem name, noise_std, n_initial, budget)
+_FULL = {
+    "branin": ("branin", 0.0, 5, 50),
+    "hartmann6": ("hartmann6", 0.0, 10, 100),
+    "ackley10": ("ackley10", 0.0, 10, 100),
+    "hartmann6-noisy": ("hartmann6", 0.2, 10, 100),
+    "ackley50": ("ackley50", 0.0, 20, 100),
+    "branincurrin": ("branincurrin", 0.0, 5, 50),
+}
+#: Named sizes: problems, seeds, surrogate options, acquisition options.
+PLANS: dict[str, dict[str, Any]] = {
+    "quick": {"problems": {"branin": ("branin", 0.0, 5, 8)}, "num_seeds": 2,
+              "surrogate_options": SMALL, "acquisition_options": _ACQ_SMALL},
+    # The docs' numbers: saas left out (Pyro NUTS took 70-100 s per fit on 2 shared cores).
+    "medium": {"problems": {"branin": ("branin", 0.0, 5, 15),
+                            "hartmann6": ("hartmann6", 0.0, 8, 16),
+                            "branincurrin": ("branincurrin", 0.0, 5, 12)},
+               "num_seeds": 3, "surrogate_options": SMALL,
+               "acquisition_options": _ACQ_SMALL, "skip": ("saas",)},
+    "full": {"problems": _FULL, "num_seeds": 5, "surrogate_options": {},
+             "acquisition_options": {}},
+}  # fmt: skip
+
+
+@experiment(
+    "bo-bnn",
+    "GP, SAAS, BNN (HMC, VI, ensemble), infinite-width BNN, DKL, Student-t process vs Sobol "
+    "on Branin, Hartmann6, Ackley-10, noisy Hartmann6, Ackley-50, BraninCurrin: regret or "
+    "hypervolume +- s.e., time per iteration, rankings",
+)
+def bo_bnn(ctx: RunContext) -> dict:
+    return run_plan(ctx, PLANS["quick" if ctx.quick else "full"])
+
+
+def _methods(num_objectives: int, skip: tuple[str, ...] = ()) -> list[str]:
+    usable = SURROGATES if num_objectives == 1 else _MULTI_OUTPUT
+    return [m for m in usable if m not in skip] + ["sobol"]
+
+
+def _one_run(key: str, spec: tuple, method: str, seed: int, plan: dict, folder: Path) -> dict:
+    """One study: its curve (regret or hypervolume regret) and seconds per BO iteration."""
+    import numpy as np
+
+    from bayes.bo.problems import get_problem
+    from bayes.bo.study import Study
+
+    name, noise, n_init, budget = spec
+    problem = get_problem(name, noise_std=noise)
+    clean = get_problem(name)
+    multi = problem.optimum is None
+    common = {"objectives": problem.objectives, "seed": seed, "ref_point": problem.ref_point,
+              "optimum": problem.optimum}  # fmt: skip
+    path = folder / f"{key}-{method}-{seed}.db"
+    if method == "sobol":
+        # Same seed, same scrambled Sobol sequence: the first n_init points coincide.
+        study = Study.create(path, problem.space, n_initial=budget, **common)
+    else:
+        acquisition = "qlognehvi" if multi else ("qlognei" if noise > 0 else "qlogei")
+        study = Study.create(
+            path, problem.space, surrogate=method,
+            surrogate_options=plan["surrogate_options"].get(method, {}),
+            acquisition=acquisition, acquisition_options=plan["acquisition_options"],
+            n_initial=n_init, **common,
+        )  # fmt: skip
+    seconds: list[float] = []
+    try:
+        for i in range(budget):
+            t0 = time.perf_counter()
+            (trial,) = study.ask(1)
+            if i >= n_init:
+                seconds.append(time.perf_counter() - t0)
+            study.tell(trial, problem.objective(trial.params))
+        trials = sorted(study.trials(["complete"]), key=lambda t: t.id)
+    except Exception as err:  # a surrogate that fails is reported, not fatal for the rest
+        return {"error": f"{type(err).__name__}: {err}"}
+    finally:
+        study.close()
+    if multi:
+        curve = _hypervolume_regret(problem, [t.outcomes for t in trials])
+    else:
+        observed = np.asarray([t.outcomes["y"] for t in trials])
+        true = np.asarray([clean.objective(t.params) for t in trials])
+        # Noisy problems: the incumbent is picked by its noisy value, scored by its true value.
+        incumbent = [int(np.argmin(observed[: i + 1])) for i in range(len(observed))]
+        curve = true[incumbent] - problem.optimum
+    return {"curve": np.asarray(curve, dtype=np.float64), "seconds": seconds}
+
+
+def _hypervolume_regret(problem, outcomes: list[dict[str, float]]):
+    import numpy as np
+    import torch
+    from botorch.utils.multi_objective.hypervolume import Hypervolume
+    from botorch.utils.multi_objective.pareto import is_non_dominated
+
+    # Minimized objectives: negate to BoTorch's maximization convention.
+    Y = -torch.tensor([[o[n] for n in problem.objectives] for o in outcomes], dtype=torch.float64)
+    hv = Hypervolume(-torch.tensor(problem.ref_point, dtype=torch.float64))
+    out = []
+    for i in range(1, len(Y) + 1):
+        front = Y[:i][is_non_dominated(Y[:i])]
+        out.append(problem.max_hypervolume - hv.compute(front))
+    return np.asarray(out)
+
+
+def _summarize(key: str, spec: tuple, runs: dict[str, list[dict]], num_seeds: int) -> dict:
+    import numpy as np
+    from scipy.stats import rankdata
+
+    name, noise, n_init, budget = spec
+    entry: dict[str, Any] = {"problem": name, "noise_std": noise, "n_initial": n_init,
+                             "budget": budget, "num_seeds": num_seeds,
+                             "metric": "hypervolume regret" if name == "branincurrin"
+                             else "simple regret", "methods": {}}  # fmt: skip
+    finals = {}
+    for method, results in runs.items():
+        ok = [r for r in results if "curve" in r]
+        info: dict[str, Any] = {"failures": [r["error"] for r in results if "error" in r]}
+        if ok:
+            R = np.stack([r["curve"] for r in ok])
+            se = R.std(0, ddof=1) / np.sqrt(len(R)) if len(R) > 1 else np.zeros(R.shape[1])
+            secs = np.concatenate([np.asarray(r["seconds"]) for r in ok])
+            info.update(
+                regret_mean=R.mean(0), regret_se=se, final_regret_mean=float(R[:, -1].mean()),
+                final_regret_se=float(se[-1]),
+                seconds_per_iteration=float(secs.mean()) if len(secs) else 0.0,
+            )  # fmt: skip
+            if len(ok) == num_seeds:
+                finals[method] = R[:, -1]
+        entry["methods"][method] = info
+    if finals:
+        names = list(finals)
+        # Rank per seed (1 = lowest final regret, ties averaged), then average over seeds.
+        ranks = rankdata(np.stack([finals[m] for m in names]), axis=0).mean(1)
+        order = np.argsort(ranks, kind="stable")
+        entry["ranking"] = [
+            {"method": names[i], "mean_rank": float(ranks[i]),
+             "final_regret_mean": entry["methods"][names[i]]["final_regret_mean"],
+             "final_regret_se": entry["methods"][names[i]]["final_regret_se"],
+             "seconds_per_iteration": entry["methods"][names[i]]["seconds_per_iteration"]}
+            for i in order
+        ]  # fmt: skip
+    return entry
+
+
+def _plot(ctx: RunContext, key: str, entry: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.6), width_ratios=(1.6, 1))
+    methods = [m for m, v in entry["methods"].items() if "regret_mean" in v]
+    for i, method in enumerate(methods):
+        v = entry["methods"][method]
+        mean, se = np.asarray(v["regret_mean"]), np.asarray(v["regret_se"])
+        steps = np.arange(1, len(mean) + 1)
+        style = {"color": "k", "ls": "--"} if method == "sobol" else {"color": f"C{i}"}
+        ax.plot(steps, mean, label=method, lw=1.3, **style)
+        ax.fill_between(steps, np.maximum(mean - se, 1e-6 * mean.max()), mean + se,
+                        color=style["color"], alpha=0.12)  # fmt: skip
+    ax.axvline(entry["n_initial"] + 0.5, color="k", lw=0.8, ls=":")
+    ax.set_yscale("log")
+    ax.set(title=f"{key} ({entry['num_seeds']} seeds)", xlabel="evaluations",
+           ylabel=f"{entry['metric']} (mean ± s.e.)")  # fmt: skip
+    ax.legend(fontsize=7, ncol=2)
+    bo = [m for m in methods if m != "sobol"]
+    bx.barh(bo, [entry["methods"][m]["seconds_per_iteration"] for m in bo], color="C7")
+    bx.set_xscale("log")
+    bx.set(xlabel="seconds per BO iteration (fit + acquisition)")
+    bx.invert_yaxis()
+    ctx.savefig(fig, f"bo_bnn_{key}")
+
+
+def run_plan(ctx: RunContext, plan: dict[str, Any]) -> dict:
+    """Run a plan (see :data:`PLANS`): every method, problem and seed; plots per problem.
+
+    Returns:
+        Per problem: curves (mean and s.e. per evaluation), final values, seconds
+        per BO iteration, failures and the ranking by mean per-seed rank.
+    """
+    import tempfile
+
+    problems, num_seeds = plan["problems"], int(plan["num_seeds"])
+    results: dict[str, Any] = {
+        "plan": {"num_seeds": num_seeds, "surrogate_options": plan["surrogate_options"],
+                 "acquisition_options": plan["acquisition_options"]},
+    }  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        for key, spec in problems.items():
+            methods = _methods(1 if spec[0] != "branincurrin" else 2, plan.get("skip", ()))
+            jobs = [(m, s) for s in range(num_seeds) for m in methods]
+            runs: dict[str, list[dict]] = {m: [] for m in methods}
+            for method, s in ctx.track(jobs, total=len(jobs), desc=f"bo-bnn {key}"):
+                seed = ctx.seed * 1000 + s
+                runs[method].append(_one_run(key, spec, method, seed, plan, Path(tmp)))
+            results[key] = _summarize(key, spec, runs, num_seeds)
+            _plot(ctx, key, results[key])
+            ranking = ", ".join(r["method"] for r in results[key].get("ranking", []))
+            ctx.log(f"bo-bnn {key}: {ranking}")
+    return results
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    from bayes.experiments import to_jsonable
+
+    parser = argparse.ArgumentParser(description="Run a bo-bnn plan outside the registry.")
+    parser.add_argument("--plan", choices=sorted(PLANS), default="medium")
+    parser.add_argument("--problems", default=None, help="comma-separated subset of the plan")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="results/bo-bnn-medium")
+    args = parser.parse_args()
+    chosen = dict(PLANS[args.plan])
+    if args.problems:
+        chosen["problems"] = {k: chosen["problems"][k] for k in args.problems.split(",")}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    context = RunContext(quick=args.plan == "quick", seed=args.seed, out=out)
+    started = time.perf_counter()
+    record = run_plan(context, chosen)
+    record["wall_s"] = time.perf_counter() - started
+    (out / "results.json").write_text(json.dumps(to_jsonable(record), indent=1))
