@@ -8,7 +8,9 @@ processes: an inverse-gamma prior gives a Student-t process in closed form
 log-normal, a user density) is integrated over the one-dimensional scale by
 quadrature or importance sampling (:mod:`~bayes.models.nngp.scale_mixture`).
 Hyperparameters are fitted by maximizing the marginal likelihood with optax
-(:mod:`~bayes.models.nngp.regression`).
+(:mod:`~bayes.models.nngp.regression`). A sparse variational Student-t
+process with a softmax likelihood is fitted through the VI layer
+(:mod:`~bayes.models.nngp.svtp`).
 
 All public functions are pure JAX; call them inside ``jax.enable_x64(True)``
 for float64.
@@ -57,15 +59,25 @@ from .scale_mixture import (
     scale_posterior_importance,
     scale_posterior_quadrature,
 )
+from .svtp import (
+    SVTP,
+    SVTPFit,
+    svtp,
+    svtp_class_probabilities,
+    svtp_fit,
+    svtp_latent_predict,
+)
 
 __all__ = [
     "ACTIVATIONS",
     "FAMILIES",
+    "SVTP",
     "BurrXII",
     "GPFit",
     "KernelParams",
     "LowEffectiveSampleSizeWarning",
     "Predictive",
+    "SVTPFit",
     "ScalePosterior",
     "StudentTPredictive",
     "constrain",
@@ -92,6 +104,10 @@ __all__ = [
     "student_t_log_marginal_likelihood",
     "student_t_log_predictive",
     "student_t_predict",
+    "svtp",
+    "svtp_class_probabilities",
+    "svtp_fit",
+    "svtp_latent_predict",
     "validate_inputs",
     "validate_targets",
 ]
