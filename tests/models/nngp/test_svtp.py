@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from bayes.inference.vi import elbo
 from bayes.models import nngp
 from bayes.models.nngp.classification import (
@@ -113,3 +114,25 @@ def test_softmax_classifier_on_blobs_is_accurate_and_calibrated_under_corruption
     b_corr = baseline(corrupted, tau)
     assert _nll(p_corr, yt) <= _nll(b_corr, yt)
     assert expected_calibration_error(p_corr, yt) <= expected_calibration_error(b_corr, yt) + 0.02
+
+
+def test_bad_inputs_raise_clear_errors():
+    x = np.zeros((4, 2), np.float32)
+    with pytest.raises(ValueError, match="inducing_inputs"):
+        nngp.svtp(np.zeros(3), 2)
+    with pytest.raises(ValueError, match="likelihood"):
+        nngp.svtp(x, 2, likelihood="probit")
+    with pytest.raises(ValueError, match="concentration"):
+        nngp.svtp(x, 2, concentration=0.0)
+    with pytest.raises(ValueError, match="scale_estimator"):
+        nngp.svtp(x, 2, scale_estimator="enum")
+    with pytest.raises(ValueError, match="weight_variance"):
+        nngp.svtp(x, 2, weight_variance=-1.0)
+    model = nngp.svtp(x, 2)
+    with pytest.raises(ValueError, match="labels must lie"):
+        nngp.svtp_fit(model, x, np.array([0, 1, 2, 0]), rng_key=jax.random.key(0))
+    with pytest.raises(ValueError, match="integers of shape"):
+        nngp.svtp_fit(model, x, np.zeros(4), rng_key=jax.random.key(0))
+    gaussian = nngp.svtp(x, 2, likelihood="gaussian")
+    with pytest.raises(ValueError, match="finite with shape"):
+        nngp.svtp_fit(gaussian, x, np.full((4, 2), np.nan), rng_key=jax.random.key(0))
