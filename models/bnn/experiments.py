@@ -201,9 +201,9 @@ def _plot(ctx: RunContext, key: str, entry: dict) -> None:
     ax.legend(fontsize=7, ncol=2)
     bo = [m for m in methods if m != "sobol"]
     bx.barh(bo, [entry["methods"][m]["seconds_per_iteration"] for m in bo], color="C7")
-    bx.set_xscale("log")
     bx.set(xlabel="seconds per BO iteration (fit + acquisition)")
     bx.invert_yaxis()
+    fig.subplots_adjust(wspace=0.35)  # room for the bar labels
     ctx.savefig(fig, f"bo_bnn_{key}")
 
 
