@@ -302,12 +302,17 @@ def svtp_latent_predict(fit: SVTPFit, x_test) -> tuple[jax.Array, jax.Array]:
 
 
 def svtp_class_probabilities(
-    fit: SVTPFit, x_test, *, rng_key: jax.Array, num_samples: int = 256
+    fit: SVTPFit, x_test, *, rng_key: jax.Array, num_samples: int = 256, temperature=1.0
 ) -> jax.Array:
-    """Monte Carlo ``p(y_* = k | x_*) = E_{q}[softmax(f_*)_k]``, shape ``(m, C)``."""
+    """Monte Carlo ``p(y_* = k | x_*) = E_{q}[softmax(f_* / tau)_k]``, shape ``(m, C)``.
+
+    ``temperature`` ``tau`` is 1 for the model's own predictive; other values let it be
+    compared with classifiers whose temperature is tuned on validation data.
+    """
     loc, unit_var = svtp_latent_predict(fit, x_test)
     k1, k2 = jax.random.split(rng_key)
     alpha, beta = fit.params["svtp_alpha"], fit.params["svtp_beta"]
     s = beta / jax.random.gamma(k1, alpha, (num_samples, loc.shape[0], 1), dtype=loc.dtype)
     eps = jax.random.normal(k2, (num_samples, *loc.shape), dtype=loc.dtype)
-    return jnp.mean(jax.nn.softmax(loc + jnp.sqrt(s * unit_var) * eps, axis=-1), axis=0)
+    logits = (loc + jnp.sqrt(s * unit_var) * eps) / temperature
+    return jnp.mean(jax.nn.softmax(logits, axis=-1), axis=0)

@@ -83,6 +83,7 @@ def _nll(probs, labels):
     return float(-np.mean(np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-12))))
 
 
+@pytest.mark.slow
 def test_softmax_classifier_on_blobs_is_accurate_and_calibrated_under_corruption():
     """Three Gaussian blobs: accurate in distribution; on noise-corrupted inputs its NLL
     and ECE are no worse than the one-hot NNGP regression baseline (temperature tuned on
@@ -98,6 +99,8 @@ def test_softmax_classifier_on_blobs_is_accurate_and_calibrated_under_corruption
     p_test = np.asarray(nngp.svtp_class_probabilities(fit, xt, rng_key=key))
     p_corr = np.asarray(nngp.svtp_class_probabilities(fit, corrupted, rng_key=key))
     np.testing.assert_allclose(p_test.sum(1), 1.0, rtol=1e-5)
+    sharper = np.asarray(nngp.svtp_class_probabilities(fit, xt, rng_key=key, temperature=0.5))
+    assert np.mean(sharper.max(1)) > np.mean(p_test.max(1))
     assert np.mean(p_test.argmax(1) == yt) >= 0.93
     assert np.mean(p_corr.argmax(1) == yt) >= 0.65
 
