@@ -60,7 +60,8 @@ def test_bound_is_exact_at_the_conjugate_posterior(x64):
         return jax.vmap(lambda k: elbo(model.model, model.guide, params, x, y, rng_key=k))(keys)
 
     at_exact = draws(exact, jax.random.key(1))
-    np.testing.assert_allclose(at_exact, lml, atol=1e-4)
+    # the jitter-level conditional variance of f leaves draw noise of sd ~2e-6
+    np.testing.assert_allclose(at_exact, lml, atol=2e-5)
     at_prior = draws(prior, jax.random.key(2))
     assert np.mean(at_prior) + 5 * np.std(at_prior) / np.sqrt(200) < lml
 
