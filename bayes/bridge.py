@@ -29,7 +29,8 @@ def torch_to_jax(tensor: Any) -> Any:
     """Convert a torch tensor (or array-like) to a float64 JAX array.
 
     Args:
-        tensor: A ``torch.Tensor`` of any shape, or anything NumPy accepts.
+        tensor: A ``torch.Tensor`` of any shape, anything NumPy accepts, or a
+            float64 JAX array (returned as is).
 
     Returns:
         A ``jax.Array`` of the same shape with dtype float64 (computed under
@@ -41,6 +42,8 @@ def torch_to_jax(tensor: Any) -> Any:
     import jax
     import jax.numpy as jnp
 
+    if isinstance(tensor, jax.Array) and tensor.dtype == jnp.float64:
+        return tensor  # already float64 JAX: constants kept on the JAX side skip the copy
     if hasattr(tensor, "detach"):
         array = tensor.detach().cpu().numpy()
     else:
@@ -68,12 +71,14 @@ def jax_to_torch(array: Any) -> Any:
 def torch_function(fn: Callable[..., Any], *, jit: bool = True) -> Callable[..., Any]:
     """Wrap a JAX function of arrays as a differentiable torch function.
 
-    The wrapped function takes torch tensors ``x_1, ..., x_k`` (any shapes),
+    The wrapped function takes torch tensors ``x_1, ..., x_k`` (any shapes;
+    float64 JAX arrays are accepted too, as constants that need no copy),
     evaluates ``fn`` in float64 JAX, and returns one float64 torch tensor.
     Backward: given ``g = dL/dy``, returns ``(dL/dx_1, ..., dL/dx_k)`` from
-    ``jax.vjp(fn, x_1, ..., x_k)``; inputs that do not require gradients get
-    ``None``. The forward pass and the VJP are each compiled once per input
-    shape when ``jit`` is true.
+    ``jax.vjp`` taken with respect to the inputs that require gradients only;
+    the others get ``None`` and cost nothing. The forward pass and the VJP
+    are each compiled once per input shape (and pattern of inputs requiring
+    gradients) when ``jit`` is true.
 
     Args:
         fn: Pure JAX function ``(*arrays) -> array``; must be differentiable in
@@ -86,31 +91,39 @@ def torch_function(fn: Callable[..., Any], *, jit: bool = True) -> Callable[...,
     import jax
     import torch
 
-    def forward_and_vjp(*args: Any) -> tuple[Any, Any]:
-        return jax.vjp(fn, *args)
+    def forward_and_vjp(needs_grad: tuple[bool, ...], *args: Any) -> tuple[Any, Any]:
+        # Differentiate only the inputs that need it: the VJP of a large constant (say
+        # the weights of an ensemble) would be computed and thrown away otherwise.
+        diff = [a for a, g in zip(args, needs_grad, strict=True) if g]
+
+        def partial_fn(*diff_args: Any) -> Any:
+            it = iter(diff_args)
+            return fn(*(next(it) if g else a for a, g in zip(args, needs_grad, strict=True)))
+
+        return jax.vjp(partial_fn, *diff)
 
     def apply_vjp(vjp_fn: Any, cotangent: Any) -> Any:
         return vjp_fn(cotangent)
 
-    fwd = jax.jit(forward_and_vjp) if jit else forward_and_vjp
+    fwd = jax.jit(forward_and_vjp, static_argnums=0) if jit else forward_and_vjp
     bwd = jax.jit(apply_vjp) if jit else apply_vjp
 
     class _JaxFunction(torch.autograd.Function):
         @staticmethod
         def forward(ctx: Any, *tensors: Any) -> Any:
+            needs = tuple(bool(getattr(t, "requires_grad", False)) for t in tensors)
             with jax.enable_x64(True):
                 args = [torch_to_jax(t) for t in tensors]
-                out, vjp_fn = fwd(*args)
+                out, vjp_fn = fwd(needs, *args)
             ctx.vjp_fn = vjp_fn
             return jax_to_torch(out)
 
         @staticmethod
         def backward(ctx: Any, grad_output: Any) -> Any:
             with jax.enable_x64(True):
-                grads = bwd(ctx.vjp_fn, torch_to_jax(grad_output))
+                grads = iter(bwd(ctx.vjp_fn, torch_to_jax(grad_output)))
             return tuple(
-                jax_to_torch(g) if needs else None
-                for g, needs in zip(grads, ctx.needs_input_grad, strict=True)
+                jax_to_torch(next(grads)) if needs else None for needs in ctx.needs_input_grad
             )
 
     def wrapped(*tensors: Any) -> Any:

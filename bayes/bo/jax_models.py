@@ -69,9 +69,11 @@ class JaxEnsembleModel(EnsembleModel):
         super().__init__()
         self.config = config
         self._num_outputs = config.out_dim
-        self._w = torch.tensor(np.array(weights), dtype=torch.float64)
-        self._mean = torch.tensor(np.array(mean), dtype=torch.float64)
-        self._std = torch.tensor(np.array(std), dtype=torch.float64)
+        # Kept as float64 JAX arrays: the bridge passes them through without a copy per call.
+        with jax.enable_x64(True):
+            self._w = jnp.asarray(np.asarray(weights, dtype=np.float64))
+            self._mean = jnp.asarray(np.asarray(mean, dtype=np.float64))
+            self._std = jnp.asarray(np.asarray(std, dtype=np.float64))
 
     @property
     def ensemble_size(self) -> int:
