@@ -156,6 +156,7 @@ class JaxGPModel(Model):
         self.config, self.family = config, family
         self.concentration, self.rate, self.num_scales = concentration, rate, int(num_scales)
         self._is_fully_bayesian = self._is_ensemble = family == "student_t"
+        self._scale_cache: dict[int, Tensor] = {}
         # The layout of jax.flatten_util.ravel_pytree, in NumPy so nothing drops to float32.
         leaves = jax.tree.leaves(params)
         flat = np.concatenate([np.ravel(np.asarray(v, np.float64)) for v in leaves])
@@ -201,7 +202,7 @@ class JaxGPModel(Model):
             mu_j = mean[j].reshape(*batch, q)
             cov_j = cov[j].reshape(*batch, q, q)
             if self._is_ensemble:
-                scales = self._scale_quantiles(out[j, 0, 0, size_q + 1], out[j, 0, 0, size_q + 2])
+                scales = self._scales(j, out[j, 0, 0, size_q + 1], out[j, 0, 0, size_q + 2])
                 shape = (1,) * len(batch)
                 mu_j = mu_j.unsqueeze(-2).expand(*batch, self.num_scales, q)
                 cov_j = cov_j.unsqueeze(-3) * scales.reshape(*shape, -1, 1, 1)
@@ -211,6 +212,12 @@ class JaxGPModel(Model):
         if posterior_transform is not None:
             return posterior_transform(posterior)
         return posterior
+
+    def _scales(self, j: int, a_n: Tensor, b_n: Tensor) -> Tensor:
+        """Scale quantiles of output ``j``; ``a_n, b_n`` depend on the fit only, so cached."""
+        if j not in self._scale_cache:
+            self._scale_cache[j] = self._scale_quantiles(a_n, b_n)
+        return self._scale_cache[j]
 
     def _scale_quantiles(self, a_n: Tensor, b_n: Tensor) -> Tensor:
         from scipy.stats import invgamma

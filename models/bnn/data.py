@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax.numpy as jnp
+import jax
 import numpy as np
 
 __all__ = ["PaddedData", "bucket_size", "pad_data", "standardize"]
@@ -27,9 +27,9 @@ class PaddedData(NamedTuple):
         mask: 1.0 for real rows, 0.0 for padding, shape ``(n_pad,)``.
     """
 
-    x: jnp.ndarray
-    y: jnp.ndarray
-    mask: jnp.ndarray
+    x: np.ndarray | jax.Array
+    y: np.ndarray | jax.Array
+    mask: np.ndarray | jax.Array
 
 
 def bucket_size(n: int, minimum: int = 16, factor: int = 2) -> int:

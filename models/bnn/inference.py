@@ -114,11 +114,10 @@ def predict(config: MLPConfig, draws: WeightDraws, x: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("config", "prior", "num_steps"))
-def _map_fit(config, prior, data, weights, w0, rng_key, learning_rate, num_steps):
+def _map_fit(config, prior, data, weights, w0, learning_rate, num_steps):
     """MAP fits of ``len(w0)`` networks with row weights ``weights`` (members x n_pad)."""
     logdensity = logdensity_fn(config, prior)
     m = data.y.shape[1]
-    del rng_key
 
     def one(w_init, row_weights):
         position = {"w": w_init, "log_noise": jnp.full((m,), prior.log_noise_loc)}
@@ -174,7 +173,7 @@ def train_ensemble(
         weights = counts * (data.mask.sum() / n_pad)
     else:
         weights = jnp.broadcast_to(data.mask, (num_members, n_pad))
-    return _map_fit(config, prior, data, weights, w0, rng_key, learning_rate, num_steps)
+    return _map_fit(config, prior, data, weights, w0, learning_rate, num_steps)
 
 
 def sample_nuts(
