@@ -127,6 +127,7 @@ class Run:
         num_steps = self.num_warmup - self.num_adapt
         bar.set_description("warmup (ChEES)")
         t0 = time.perf_counter()
+        states = _shard_chains(states, self.num_chains)
         states, compile_s = sampling._chees_states(
             self.target, self.settings, states, self.chees_key, num_steps, self.num_samples
         )
@@ -148,6 +149,9 @@ class Run:
         args = (self.run_key, np.int32(t), np.int32(self.num_adapt), stage, window_end)
         # ChEES' first warmup phase is per-chain window adaptation with NUTS
         method = "nuts" if self.method == "chees" and t < self.num_adapt else self.method
+        # XLA may return some state leaves replicated across devices, but the
+        # program is compiled for the chain sharding of its first call
+        states = _shard_chains(states, self.num_chains)
         program, compile_s = sampling._chunk_program(
             self.target, method, self.settings, states, args
         )
