@@ -218,12 +218,24 @@ print(time.perf_counter() - t0)
 
 
 NO_NUMBA = 'import sys; sys.modules["numba"] = None'
+CHILD_IMPORTS = """
+import time; t0 = time.perf_counter()
+{prelude}
+import bayes
+from bayes import posteriordb
+m = posteriordb.load_model({name!r})
+import arviz
+print(time.perf_counter() - t0)
+"""
 
 
-def time_to_first_draw(name: str, repeats: int = 5) -> tuple[float, float, float, float]:
+def time_to_first_draw(name: str, repeats: int = 5) -> tuple[float, float, float, float, float]:
     """Seconds from process start to the first 100 draws, cache warm.
 
-    Returns ``(bayes, bayes without numba, NumPyro, import arviz)``. Each
+    Returns ``(bayes, bayes without numba, NumPyro, import arviz, imports)``,
+    the last the time a child without numba spends importing JAX, NumPyro,
+    ``bayes`` and ArviZ and loading the model before it samples anything (a
+    floor for the first). Each
     command runs once to fill a fresh cache, then ``repeats`` times,
     alternating between them so that load on a shared machine hits all
     alike; the minima (the runs least disturbed by other jobs) are returned.
@@ -241,6 +253,7 @@ def time_to_first_draw(name: str, repeats: int = 5) -> tuple[float, float, float
         CHILD_BAYES.format(name=name, prelude=NO_NUMBA),
         CHILD_NUMPYRO.format(name=name),
         CHILD_ARVIZ,
+        CHILD_IMPORTS.format(name=name, prelude=NO_NUMBA),
     ]
     times: list[list[float]] = [[] for _ in codes]
 
@@ -272,9 +285,20 @@ def ttfd_section(ttfd: list[list]) -> None:
         "the `particles` peer of the SMC benchmark, and where it is installed ArviZ compiles "
         "a numba ufunc on import. `import arviz` is the time importing ArviZ takes in a fresh "
         "process after NumPyro (numba present): returning `InferenceData` costs it and "
-        "NumPyro's run does not.\n\n"
+        "NumPyro's run does not. `imports` is the time a child without numba takes to "
+        "import `bayes`, NumPyro and ArviZ and load the model, before it samples: the floor "
+        "of `bayes, no numba`.\n\n"
         + markdown_table(
-            ["posterior", "bayes", "NumPyro", "ratio", "bayes, no numba", "ratio", "import arviz"],
+            [
+                "posterior",
+                "bayes",
+                "NumPyro",
+                "ratio",
+                "bayes, no numba",
+                "ratio",
+                "import arviz",
+                "imports",
+            ],
             ttfd,
         )
     )
@@ -298,8 +322,10 @@ def main() -> None:
     if args.ttfd_only:
         ttfd = []
         for name in args.ttfd:
-            ours, no_numba, theirs, arviz = time_to_first_draw(name)
-            ttfd.append([name, ours, theirs, ours / theirs, no_numba, no_numba / theirs, arviz])
+            ours, no_numba, theirs, arviz, imports = time_to_first_draw(name)
+            ttfd.append(
+                [name, ours, theirs, ours / theirs, no_numba, no_numba / theirs, arviz, imports]
+            )
         if args.no_write:
             print(ttfd)
         else:
@@ -339,7 +365,7 @@ def main() -> None:
                        res["bayes"]["ess_s"] / best])  # fmt: skip
     ttfd = []
     for name in args.ttfd:
-        ours, _, theirs, _ = time_to_first_draw(name)
+        ours, _, theirs, _, _ = time_to_first_draw(name)
         print("time to first draw", name, ours, theirs, flush=True)
         ttfd.append([name, ours, theirs, ours / theirs])
     header = ["posterior", "sampler", "compile s", "warmup s", "sampling s", "min bulk ESS",
