@@ -17,7 +17,15 @@ from __future__ import annotations
 
 from .api import ALL_METHODS, FitResult, compile_fit_batch, fit, fit_batch
 from .data import Problem, add_noise, nmse, simulate_problem
-from .irs import IRSConfig, IRSProblem, irs_physical_measurements, simulate_irs, symbol_error_rate
+from .irs import (
+    IRSConfig,
+    IRSProblem,
+    cascaded_channel_nmse,
+    cascaded_channels,
+    irs_physical_measurements,
+    simulate_irs,
+    symbol_error_rate,
+)
 from .komp import KOMPOutput, run_komp
 from .kron import EStep, dense_estep, kron_dense, kron_estep, kron_matvec, kron_vector, mode_product
 from .sbl import METHODS, SBLConfig, SBLOutput, run_sbl
@@ -34,6 +42,8 @@ __all__ = [
     "SBLConfig",
     "SBLOutput",
     "add_noise",
+    "cascaded_channel_nmse",
+    "cascaded_channels",
     "compile_fit_batch",
     "dense_estep",
     "fit",

@@ -144,6 +144,19 @@ def _prepare(
     return y, mats, noise_var
 
 
+def _prune_tols(prune_tol: Any, n_modes: int) -> float | tuple[float, ...]:
+    tols = np.asarray(prune_tol, dtype=float)
+    if (
+        tols.ndim > 1
+        or tols.size != (1 if tols.ndim == 0 else n_modes)
+        or np.any(~(tols >= 0) | (tols >= 1))
+    ):
+        raise ValueError(
+            f"prune_tol must be a number in [0, 1) or one per mode ({n_modes}); got {prune_tol}"
+        )
+    return float(tols) if tols.ndim == 0 else tuple(float(t) for t in tols)
+
+
 def _run(
     y, factors, *, method, noise_var, max_iter, tol, prune_tol, sparsity, am_sweeps,
     pc_modes, pc_coupling, batched, lower=False,
@@ -168,7 +181,7 @@ def _run(
             method=method,
             max_iter=int(max_iter),
             tol=float(tol),
-            prune_tol=float(prune_tol),
+            prune_tol=_prune_tols(prune_tol, len(mats)),
             learn_noise=bool(learn),
             am_sweeps=int(am_sweeps),
             pc_modes=tuple(int(i) for i in (pc_modes if pc_modes is not None else ())),
@@ -201,7 +214,7 @@ def fit(
     noise_var: float | None = None,
     max_iter: int = 300,
     tol: float = 1e-6,
-    prune_tol: float = 1e-4,
+    prune_tol: float | Sequence[float] = 1e-4,
     sparsity: Sequence[int] | None = None,
     am_sweeps: int = 1,
     pc_modes: Sequence[int] | None = None,
@@ -224,7 +237,9 @@ def fit(
             stops Kronecker OMP on ``sparsity`` alone.
         max_iter: EM iteration cap.
         tol: Relative change of ``gamma`` that stops the iterations.
-        prune_tol: Factor entries below ``prune_tol * max`` are pruned.
+        prune_tol: Factor entries below ``prune_tol * max`` are pruned; a
+            sequence gives one threshold per mode (e.g. larger on a mode
+            known to hold a single nonzero).
         sparsity: Nonzeros per mode for ``komp`` (optional otherwise unused).
         am_sweeps: Sweeps over the factors per M-step (``am``, ``pc``).
         pc_modes: Block-sparse modes for ``pc`` (default: all).
@@ -256,7 +271,7 @@ def fit_batch(
     noise_var: Any = None,
     max_iter: int = 300,
     tol: float = 1e-6,
-    prune_tol: float = 1e-4,
+    prune_tol: float | Sequence[float] = 1e-4,
     sparsity: Sequence[int] | None = None,
     am_sweeps: int = 1,
     pc_modes: Sequence[int] | None = None,

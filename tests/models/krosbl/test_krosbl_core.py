@@ -82,6 +82,20 @@ def test_recovery_of_exact_kronecker_sparse_signal() -> None:
             assert np.array_equal(np.asarray(res.support), support)
 
 
+def test_fit_is_equivariant_to_the_units_of_y() -> None:
+    # Scaling y by c (and sigma2 by c^2) must scale the estimate by c: EM starts
+    # from the power-matched gamma_0, not from a fixed gamma = 1.
+    with jax.enable_x64(True):
+        p = _problem(9, 20.0)
+    y, fs, nv = np.asarray(p.y), [np.asarray(a) for a in p.factors], float(p.noise_var)
+    for method in ("svd", "am"):
+        ref = krosbl.fit(y, fs, method=method, noise_var=nv, max_iter=100)
+        for c in (1e-3, 1e3):
+            res = krosbl.fit(c * y, fs, method=method, noise_var=c**2 * nv, max_iter=100)
+            assert int(res.num_iterations) == int(ref.num_iterations)
+            np.testing.assert_allclose(np.asarray(res.x) / c, ref.x, rtol=1e-6, atol=1e-9)
+
+
 def test_komp_noiseless_single_atom_and_least_squares() -> None:
     with jax.enable_x64(True):
         p1 = krosbl.simulate_problem(SIZES, MEAS, (1, 1, 1), 300.0, rng_key=jax.random.key(7))
@@ -148,5 +162,9 @@ def test_clear_errors() -> None:
         krosbl.fit(y, fs, method="komp")
     with pytest.raises(ValueError, match=r"sparsity\[0\] = 5 must be between 1 and"):
         krosbl.fit(y, fs, method="komp", sparsity=(5, 1, 1))
+    with pytest.raises(ValueError, match=r"prune_tol must be a number in \[0, 1\) or one per mode"):
+        krosbl.fit(y, fs, prune_tol=(0.1, 0.1))
+    with pytest.raises(ValueError, match="prune_tol must be"):
+        krosbl.fit(y, fs, prune_tol=1.5)
     with pytest.raises(ValueError, match="batch size 3, y has 2"):
         krosbl.fit_batch(np.ones((2, 120)), [np.ones((3, 4, 6)), fs[1], fs[2]])
