@@ -138,16 +138,60 @@ def validate_inputs(x1, x2=None) -> tuple[jax.Array, jax.Array]:
     return arrays[0], arrays[1]
 
 
+def _asin_series(degree: int = 16) -> tuple[float, ...]:
+    """Coefficients of ``p(z) ~ asin(sqrt z) / sqrt z`` on ``z in [0, 1/2]`` (low order first).
+
+    Chebyshev interpolation of the analytic function (nearest singularity at ``z = 1``),
+    converted to powers of ``z``; degree 16 is accurate to ~3e-15 absolute in ``asin``.
+    """
+    cheb, poly = np.polynomial.chebyshev, np.polynomial.polynomial
+    nodes = np.cos(np.pi * (np.arange(degree + 1) + 0.5) / (degree + 1))
+    z = 0.25 * (1 + nodes)
+    coef = cheb.cheb2poly(cheb.chebfit(nodes, np.arcsin(np.sqrt(z)) / np.sqrt(z), degree))
+    out = np.zeros(1)
+    for k, a in enumerate(coef):  # substitute u = 4 z - 1
+        out = poly.polyadd(out, a * poly.polypow([-1.0, 4.0], k))
+    return tuple(float(v) for v in out)
+
+
+_ASIN_SERIES = _asin_series()
+
+
+def _acos_and_sin(rho):
+    """``(arccos rho, sqrt(1 - rho^2))`` by a polynomial, vectorised and fusable.
+
+    With ``z = (1 - |rho|) / 2``, ``arccos |rho| = 2 asin(sqrt z)`` and
+    ``sqrt(1 - rho^2) = 2 sqrt(z (1 - z))``; ``asin(sqrt z) = sqrt(z) p(z)`` with a
+    degree-16 polynomial on ``z in [0, 1/2]`` (absolute error below 1e-14 in
+    float64). XLA evaluates the polynomial in registers, several times faster than
+    its element-wise ``arccos``, which dominated the kernel's cost.
+
+    Args:
+        rho: Correlations in ``[-1, 1]``, any shape.
+
+    Returns:
+        ``(theta, sine)`` of ``rho``'s shape.
+    """
+    z = 0.5 * (1 - jnp.abs(rho))
+    p = jnp.full_like(z, _ASIN_SERIES[-1])
+    for a in _ASIN_SERIES[-2::-1]:
+        p = p * z + a
+    root = jnp.sqrt(z)
+    half = root * p
+    theta = jnp.where(rho >= 0, 2 * half, jnp.pi - 2 * half)
+    return theta, 2 * root * jnp.sqrt(1 - z)
+
+
 def _relu_moments(s1, s2, k12, derivative: bool):
-    # s1, s2 are sqrt(K11), sqrt(K22); sin(arccos(rho)) = sqrt(1 - rho^2) saves a sine.
-    # arccos has an infinite slope at +-1 (the diagonal): clipping keeps gradients finite
-    # and changes the kernel by O(eps^1.5), far below the dtype's resolution.
+    # s1, s2 are sqrt(K11), sqrt(K22). arccos has an infinite slope at +-1 (the
+    # diagonal): clipping keeps gradients finite and changes the kernel by O(eps^1.5),
+    # far below the dtype's resolution.
     eps = 10 * jnp.finfo(k12.dtype).eps
     inv1 = jnp.where(s1 > 0, 1 / jnp.where(s1 > 0, s1, 1.0), 0.0)
     inv2 = jnp.where(s2 > 0, 1 / jnp.where(s2 > 0, s2, 1.0), 0.0)
     rho = jnp.clip(k12 * inv1 * inv2, -1.0 + eps, 1.0 - eps)
-    theta = jnp.arccos(rho)
-    value = s1 * s2 * (jnp.sqrt(1 - rho * rho) + (jnp.pi - theta) * rho) / (2 * jnp.pi)
+    theta, sine = _acos_and_sin(rho)
+    value = s1 * s2 * (sine + (jnp.pi - theta) * rho) / (2 * jnp.pi)
     if not derivative:
         return value, None
     return value, (jnp.pi - theta) / (2 * jnp.pi)
@@ -223,6 +267,43 @@ def _blocked(x1, x2, weight_variance, bias_variance, depth, activation, ntk, blo
     return out.reshape(num_blocks * block_size, -1)[:n1]
 
 
+@partial(jax.jit, static_argnames=("depth", "activation", "ntk", "block_size"))
+def _blocked_symmetric(x, weight_variance, bias_variance, depth, activation, ntk, block_size):
+    """``k(x, x)`` from the tiles on and below the block diagonal, each mirrored.
+
+    About half the work of :func:`_blocked` and exactly symmetric; one
+    ``block_size x block_size`` tile of temporaries at a time.
+    """
+    args = (weight_variance, bias_variance, depth, activation)
+    d = _layer_diags(x, *args)
+    n = x.shape[0]
+    if n <= block_size:
+        nngp, theta = _cross(x, x, d, d, *args, ntk)
+        out = theta if ntk else nngp
+        return 0.5 * (out + out.T)
+    nb = math.ceil(n / block_size)
+    pad = nb * block_size - n
+    xp = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad, x.shape[1]))])
+    dp = jnp.concatenate([d, jnp.broadcast_to(d[:, :1], (d.shape[0], pad))], axis=1)
+    rows, cols = np.tril_indices(nb)
+
+    def tile(k, out):
+        i, j = rows_arr[k] * block_size, cols_arr[k] * block_size
+        xi = lax.dynamic_slice_in_dim(xp, i, block_size)
+        xj = lax.dynamic_slice_in_dim(xp, j, block_size)
+        di = lax.dynamic_slice_in_dim(dp, i, block_size, axis=1)
+        dj = lax.dynamic_slice_in_dim(dp, j, block_size, axis=1)
+        nngp, theta = _cross(xi, xj, di, dj, *args, ntk)
+        t = theta if ntk else nngp
+        t = jnp.where(i == j, 0.5 * (t + t.T), t)
+        out = lax.dynamic_update_slice(out, t.T, (j, i))
+        return lax.dynamic_update_slice(out, t, (i, j))
+
+    rows_arr, cols_arr = jnp.asarray(rows), jnp.asarray(cols)
+    out = jnp.zeros((nb * block_size, nb * block_size), x.dtype)
+    return lax.fori_loop(0, len(rows), tile, out)[:n, :n]
+
+
 def kernel_matrix(
     x1,
     x2=None,
@@ -238,7 +319,8 @@ def kernel_matrix(
 
     Args:
         x1: Inputs, shape ``(n1, d)``.
-        x2: Inputs, shape ``(n2, d)``; ``None`` means ``x1``.
+        x2: Inputs, shape ``(n2, d)``; ``None`` means ``x1``, computed from the tiles on
+            and below the block diagonal (half the work, exactly symmetric).
         weight_variance: ``sigma_w^2 > 0`` (may be a traced scalar).
         bias_variance: ``sigma_b^2 >= 0`` (may be a traced scalar).
         depth: Number of hidden layers.
@@ -261,17 +343,15 @@ def kernel_matrix(
     if not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
     a, b = validate_inputs(x1, x2)
-    dtype = a.dtype
-    return _blocked(
-        a,
-        b,
-        jnp.asarray(weight_variance, dtype),
-        jnp.asarray(bias_variance, dtype),
+    rest = (
+        jnp.asarray(weight_variance, a.dtype),
+        jnp.asarray(bias_variance, a.dtype),
         int(depth),
         activation,
         kind == "ntk",
         block_size,
     )
+    return _blocked_symmetric(a, *rest) if x2 is None else _blocked(a, b, *rest)
 
 
 def nngp_kernel(x1, x2=None, **kwargs) -> jax.Array:

@@ -63,6 +63,19 @@ def test_relu_kernel_matches_arc_cosine_formula(x64):
     np.testing.assert_allclose(deep, _quadrature_nngp(X[:4], 3, 2.0, 0.3, relu), rtol=2e-3)
 
 
+def test_polynomial_arccos_matches_numpy(x64):
+    """The kernel's arccos and sine of the angle, to float64 accuracy over [-1, 1]."""
+    from bayes.models.nngp.kernels import _acos_and_sin
+
+    rho = np.concatenate([np.linspace(-1, 1, 200_001), 1 - np.logspace(-16, -1, 200)])
+    theta, sine = _acos_and_sin(rho)
+    np.testing.assert_allclose(theta, np.arccos(rho), rtol=0, atol=1e-14)
+    # (1 - rho)(1 + rho) is exact near +-1, where 1 - rho**2 cancels
+    np.testing.assert_allclose(sine, np.sqrt((1 - rho) * (1 + rho)), rtol=0, atol=1e-14)
+    near_one = rho > 1 - 1e-3  # small angles keep their relative accuracy
+    np.testing.assert_allclose(theta[near_one], np.arccos(rho[near_one]), rtol=1e-12, atol=1e-16)
+
+
 def test_blocked_matches_unblocked_and_diag(x64):
     rng = np.random.default_rng(1)
     x1, x2 = rng.normal(size=(37, 4)), rng.normal(size=(11, 4))
