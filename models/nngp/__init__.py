@@ -66,6 +66,7 @@ from .svtp import (
     svtp_class_probabilities,
     svtp_fit,
     svtp_latent_predict,
+    svtp_objective,
 )
 
 __all__ = [
@@ -108,6 +109,7 @@ __all__ = [
     "svtp_class_probabilities",
     "svtp_fit",
     "svtp_latent_predict",
+    "svtp_objective",
     "validate_inputs",
     "validate_targets",
 ]

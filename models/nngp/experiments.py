@@ -24,11 +24,11 @@ def nngp_regression(ctx: RunContext) -> dict[str, Any]:
 
 @experiment(
     "nngp-ood",
-    "digits by regression on one-hot labels: NNGP vs Student-t process accuracy, NLL and ECE "
-    "on clean and noise-corrupted digits, and predictive entropy on a held-out class",
+    "digits: NNGP vs Student-t process (one-hot regression and sparse variational softmax) "
+    "accuracy, NLL and ECE on clean and noise-corrupted digits, entropy on a held-out class",
 )
 def nngp_ood(ctx: RunContext) -> dict[str, Any]:
-    from bayes.models.nngp.reproduce import ood_classification
+    from bayes.models.nngp.ood import ood_classification
 
     return ood_classification(ctx)
 

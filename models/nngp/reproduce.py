@@ -7,10 +7,12 @@ from typing import Any
 import jax
 import numpy as np
 
+from bayes._blas import serial_blas
+
 from .data import REGRESSION_DATASETS, load_regression, pad_features, split
 from .regression import FAMILIES, fit_hyperparameters, init_params, predict
 
-__all__ = ["ood_classification", "regression_benchmark", "wide_network_ensemble"]
+__all__ = ["regression_benchmark", "wide_network_ensemble"]
 
 LABELS = {"gaussian": "NNGP", "inverse_gamma": "inverse gamma", "burr_xii": "Burr XII"}
 
@@ -64,7 +66,7 @@ def regression_benchmark(ctx: Any, **overrides: Any) -> dict[str, Any]:
     per_run: dict[str, dict[str, list[dict[str, float]]]] = {
         name: {f: [] for f in FAMILIES} for name in datasets
     }
-    with jax.enable_x64(True):
+    with jax.enable_x64(True), serial_blas():  # small factorizations: threads only spin
         for name, seed in ctx.track(jobs, total=len(jobs), desc="nngp-regression"):
             x, y = raw[name]
             s = split(x, y, seed=seed, max_train=max_train, max_eval=max_eval)
@@ -130,143 +132,6 @@ def regression_benchmark(ctx: Any, **overrides: Any) -> dict[str, Any]:
             "boston": {"gaussian": 1.14, "inverse_gamma": 1.08, "burr_xii": 1.06},
             "concrete": {"gaussian": 0.44, "inverse_gamma": 0.44, "burr_xii": 0.38},
         },
-    }
-
-
-def _classifier_probs(params, family, s_train, y_train, x_eval, *, depth, key, num_samples):
-    """Per-row class probabilities at temperature 1 inputs: returns a function of tau."""
-    from .classification import class_probabilities, inverse_gamma_scale_draws
-    from .gp import gaussian_predict, gp_fit, inverse_gamma_posterior
-    from .kernels import kernel_diag, kernel_matrix
-    from .regression import constrain
-
-    p = constrain(params)
-    kw = dict(weight_variance=p["weight_variance"], bias_variance=p["bias_variance"], depth=depth)
-    fit = gp_fit(kernel_matrix(s_train, **kw), y_train, noise_variance=p["noise_variance"])
-    mean, unit_var = gaussian_predict(
-        fit, kernel_matrix(s_train, x_eval, **kw), kernel_diag(x_eval, **kw)
-    )
-    m = x_eval.shape[0]
-    k1, k2 = jax.random.split(key)
-    if family == "gaussian":
-        scales = np.full((num_samples, m), float(p["scale"]))
-    else:
-        a_n, b_n = inverse_gamma_posterior(fit, concentration=p["concentration"], rate=p["rate"])
-        scales = inverse_gamma_scale_draws(
-            a_n, b_n, rng_key=k1, num_samples=num_samples, num_rows=m
-        )
-    return lambda tau: np.asarray(
-        class_probabilities(mean, unit_var, scales, rng_key=k2, temperature=tau)
-    )
-
-
-def ood_classification(ctx: Any) -> dict[str, Any]:
-    """Digits: NNGP vs Student-t process classifiers, clean, corrupted and held-out class."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.datasets import load_digits
-    from sklearn.metrics import roc_auc_score
-
-    from .classification import expected_calibration_error, one_hot_targets
-
-    n_train, n_eval, steps = (200, 150, 30) if ctx.quick else (1000, 180, 150)
-    noise_levels = [0.0, 0.5, 1.0, 2.0]
-    num_samples, depth, num_classes, held_out = 128, 2, 9, 9
-    digits = load_digits()
-    x_all, labels = digits.data / 16.0, digits.target
-    rng = np.random.default_rng(ctx.seed)
-    inside = rng.permutation(np.flatnonzero(labels != held_out))
-    # validation, test and held-out-class sets share one size: one compiled predictor
-    tr, va = inside[:n_train], inside[n_train : n_train + n_eval]
-    te = inside[n_train + n_eval : n_train + 2 * n_eval]
-    mu, sd = x_all[tr].mean(0), x_all[tr].std()
-    x_all = (x_all - mu) / sd
-    y_train = one_hot_targets(labels[tr], num_classes)
-    x_ood = x_all[labels == held_out][:n_eval]
-    noise = rng.standard_normal(x_all[te].shape)
-    corrupted = {lvl: x_all[te] + lvl * noise for lvl in noise_levels}
-    taus = np.geomspace(0.01, 3.0, 30)
-
-    def metrics(probs, y):
-        return {
-            "accuracy": float((probs.argmax(1) == y).mean()),
-            "nll": float(-np.mean(np.log(np.maximum(probs[np.arange(len(y)), y], 1e-12)))),
-            "ece": expected_calibration_error(probs, y),
-        }
-
-    def entropy(probs):
-        return -np.sum(probs * np.log(np.maximum(probs, 1e-12)), axis=1)
-
-    results: dict[str, Any] = {}
-    key = jax.random.key(ctx.seed)
-    with jax.enable_x64(True):
-        for family in ctx.track(["gaussian", "inverse_gamma"], total=2, desc="nngp-ood"):
-            params, _ = fit_hyperparameters(
-                x_all[tr],
-                y_train,
-                family=family,
-                depth=depth,
-                num_steps=steps,
-                init=init_params(
-                    family, weight_variance=2.0, bias_variance=0.1, noise_variance=0.1
-                ),
-            )
-
-            def probs_fn(x, params=params, family=family):
-                return _classifier_probs(
-                    params,
-                    family,
-                    x_all[tr],
-                    y_train,
-                    x,
-                    depth=depth,
-                    key=key,
-                    num_samples=num_samples,
-                )
-
-            val_fn = probs_fn(x_all[va])
-            tau = float(min(taus, key=lambda t: metrics(val_fn(t), labels[va])["nll"]))
-            res = {"temperature": tau, "corruption": {}}
-            for lvl, xc in corrupted.items():
-                res["corruption"][str(lvl)] = metrics(probs_fn(xc)(tau), labels[te])
-            p_in, p_out = probs_fn(x_all[te])(tau), probs_fn(x_ood)(tau)
-            h_in, h_out = entropy(p_in), entropy(p_out)
-            res["held_out_class"] = {
-                "mean_entropy_in": float(h_in.mean()),
-                "mean_entropy_out": float(h_out.mean()),
-                "auroc_entropy": float(
-                    roc_auc_score(
-                        np.r_[np.zeros(len(h_in)), np.ones(len(h_out))], np.r_[h_in, h_out]
-                    )
-                ),
-                "mean_max_prob_out": float(p_out.max(1).mean()),
-            }
-            res["_entropies"] = (h_in, h_out)
-            results[family] = res
-            ctx.log(f"{LABELS[family]}: tau={tau:.3g} {res['corruption']} {res['held_out_class']}")
-
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
-    for family in results:
-        for ax, m in zip(axes[:3], ("accuracy", "nll", "ece")):
-            curve = [results[family]["corruption"][str(lvl)][m] for lvl in noise_levels]
-            ax.plot(noise_levels, curve, "o-", label=LABELS[family])
-            ax.set_xlabel("pixel noise sd (standardized)")
-            ax.set_title(m)
-        h_in, h_out = results[family].pop("_entropies")
-        axes[3].hist(h_out, bins=30, alpha=0.5, density=True, label=f"{LABELS[family]}: digit 9")
-    axes[0].legend(fontsize=8)
-    axes[3].set_title("predictive entropy on the held-out class")
-    axes[3].legend(fontsize=7)
-    ctx.savefig(fig, "ood")
-    return {
-        "models": results,
-        "n_train": n_train,
-        "held_out_class": held_out,
-        "noise_levels": noise_levels,
-        "nll_gain_at_max_noise": results["gaussian"]["corruption"][str(noise_levels[-1])]["nll"]
-        - results["inverse_gamma"]["corruption"][str(noise_levels[-1])]["nll"],
     }
 
 
@@ -337,7 +202,7 @@ def wide_network_ensemble(ctx: Any) -> dict[str, Any]:
         y_star = gt @ w + jnp.sqrt(s * noise) * jax.random.normal(kt, (xt.shape[0],))
         return y_star, grad_norm
 
-    with jax.enable_x64(True):
+    with jax.enable_x64(True), serial_blas():  # small factorizations: threads only spin
         keys = jax.random.split(jax.random.key(ctx.seed), members)
         draws, grad_norms = jax.lax.map(jax.jit(member), keys, batch_size=64)
         draws, grad_norms = np.asarray(draws), np.asarray(grad_norms)

@@ -47,15 +47,22 @@ def test_regression_experiment_quick(tmp_path):
 def test_ood_experiment_quick(tmp_path):
     record = run_experiment("nngp-ood", quick=True, out=tmp_path, progress=False)
     models = record["results"]["models"]
-    for family in ("gaussian", "inverse_gamma"):
+    for family in ("gaussian", "inverse_gamma", "svgp", "svtp"):
         corr = models[family]["corruption"]
-        assert corr["0.0"]["accuracy"] > 0.9
+        assert corr["0.0"]["accuracy"] > 0.9, family
         # corruption lowers accuracy and raises the NLL
         assert corr["2.0"]["accuracy"] < corr["0.0"]["accuracy"] - 0.2
         assert corr["2.0"]["nll"] > corr["0.0"]["nll"]
         held = models[family]["held_out_class"]
-        assert held["mean_entropy_out"] > 2 * held["mean_entropy_in"]
-        assert held["auroc_entropy"] > 0.85
+        assert held["mean_entropy_out"] > 1.5 * held["mean_entropy_in"], family
+        assert held["auroc_entropy"] > 0.85, family
+    for family in ("svgp", "svtp"):
+        res = models[family]
+        assert res["temperature"] == 1.0  # scored with their own predictive
+        assert res["final_elbo"] > res["initial_elbo"] + 100
+        # the single-draw, full-batch fit left ECE 0.39 at clean digits (probabilities far
+        # too flat); the fitted bound gives calibrated-enough probabilities
+        assert res["corruption"]["0.0"]["ece"] < 0.25, family
     assert (tmp_path / "ood.png").exists()
 
 
