@@ -271,37 +271,37 @@ def _blocked(x1, x2, weight_variance, bias_variance, depth, activation, ntk, blo
 def _blocked_symmetric(x, weight_variance, bias_variance, depth, activation, ntk, block_size):
     """``k(x, x)`` from the tiles on and below the block diagonal, each mirrored.
 
-    About half the work of :func:`_blocked` and exactly symmetric; one
-    ``block_size x block_size`` tile of temporaries at a time.
+    About half the work of :func:`_blocked` and symmetric off the diagonal tiles;
+    one ``block_size x block_size`` tile of temporaries at a time.
     """
     args = (weight_variance, bias_variance, depth, activation)
     d = _layer_diags(x, *args)
     n = x.shape[0]
     if n <= block_size:
         nngp, theta = _cross(x, x, d, d, *args, ntk)
-        out = theta if ntk else nngp
-        return 0.5 * (out + out.T)
+        return theta if ntk else nngp
     nb = math.ceil(n / block_size)
     pad = nb * block_size - n
     xp = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad, x.shape[1]))])
     dp = jnp.concatenate([d, jnp.broadcast_to(d[:, :1], (d.shape[0], pad))], axis=1)
     rows, cols = np.tril_indices(nb)
+    xb = xp.reshape(nb, block_size, -1)
+    db = dp.reshape(dp.shape[0], nb, block_size).transpose(1, 0, 2)
 
-    def tile(k, out):
-        i, j = rows_arr[k] * block_size, cols_arr[k] * block_size
-        xi = lax.dynamic_slice_in_dim(xp, i, block_size)
-        xj = lax.dynamic_slice_in_dim(xp, j, block_size)
-        di = lax.dynamic_slice_in_dim(dp, i, block_size, axis=1)
-        dj = lax.dynamic_slice_in_dim(dp, j, block_size, axis=1)
-        nngp, theta = _cross(xi, xj, di, dj, *args, ntk)
-        t = theta if ntk else nngp
-        t = jnp.where(i == j, 0.5 * (t + t.T), t)
-        out = lax.dynamic_update_slice(out, t.T, (j, i))
-        return lax.dynamic_update_slice(out, t, (i, j))
+    def tile(ij):
+        i, j = ij
+        nngp, theta = _cross(xb[i], xb[j], db[i], db[j], *args, ntk)
+        return theta if ntk else nngp
 
-    rows_arr, cols_arr = jnp.asarray(rows), jnp.asarray(cols)
-    out = jnp.zeros((nb * block_size, nb * block_size), x.dtype)
-    return lax.fori_loop(0, len(rows), tile, out)[:n, :n]
+    tiles = lax.map(tile, (jnp.asarray(rows), jnp.asarray(cols)))  # (T, bs, bs)
+    # block (I, J) is tile (max, min), transposed above the diagonal
+    index = np.zeros((nb, nb), int)
+    index[rows, cols] = index[cols, rows] = np.arange(len(rows))
+    upper = jnp.asarray(np.triu(np.ones((nb, nb), bool), 1))[:, :, None, None]
+    blocks = tiles[index]
+    blocks = jnp.where(upper, blocks.swapaxes(-1, -2), blocks)
+    full = blocks.transpose(0, 2, 1, 3).reshape(nb * block_size, nb * block_size)
+    return full[:n, :n]
 
 
 def kernel_matrix(

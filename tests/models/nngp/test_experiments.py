@@ -54,7 +54,9 @@ def test_ood_experiment_quick(tmp_path):
         assert corr["2.0"]["accuracy"] < corr["0.0"]["accuracy"] - 0.2
         assert corr["2.0"]["nll"] > corr["0.0"]["nll"]
         held = models[family]["held_out_class"]
-        assert held["mean_entropy_out"] > 1.5 * held["mean_entropy_in"], family
+        # the softmax models' probabilities are flatter in distribution (temperature 1)
+        ratio = 1.5 if family.startswith("sv") else 2.0
+        assert held["mean_entropy_out"] > ratio * held["mean_entropy_in"], family
         assert held["auroc_entropy"] > 0.85, family
     for family in ("svgp", "svtp"):
         res = models[family]
