@@ -1,4 +1,4 @@
-"""User entry points: :func:`fit` (one problem) and :func:`fit_batch` (vmapped trials)."""
+"""User entry points: :func:`fit` (one problem) and :func:`fit_batch` (many trials)."""
 
 from __future__ import annotations
 
@@ -83,10 +83,16 @@ def _solve(y, factors, noise_var, cfg: SBLConfig, sparsity: tuple[int, ...] | No
 
 @functools.partial(jax.jit, static_argnames=("cfg", "sparsity"))
 def _solve_batch(y, factors, noise_var, cfg: SBLConfig, sparsity: tuple[int, ...] | None):
-    def one(yy, ff, nv):
-        return _solve_impl(yy, ff, nv, cfg, sparsity)
+    def one(args):
+        return _solve_impl(*args, cfg, sparsity)
 
-    return jax.vmap(one)(y, factors, noise_var)
+    # lax.map rather than vmap: each trial stops at its own convergence instead
+    # of iterating until the slowest one does (2.4x faster for AM-KroSBL on 20
+    # paper-sized IRS draws), and LAPACK (eigh, Cholesky, SVD) is never called
+    # on a batch: jaxlib's batched CPU eigh dispatches to the XLA thread pool
+    # and deadlocked there in a 100-trial run (all threads idle, one waiting in
+    # ParallelBatchMap).
+    return jax.lax.map(one, (y, factors, noise_var))
 
 
 def _prepare(
@@ -277,7 +283,11 @@ def fit_batch(
     pc_modes: Sequence[int] | None = None,
     pc_coupling: float = 1.0,
 ) -> FitResult:
-    """:func:`fit` for ``B`` independent problems at once (one ``vmap``-ed program).
+    """:func:`fit` for ``B`` independent problems in one compiled program.
+
+    The program maps the single-problem solver over the leading axis with
+    ``lax.map`` (trials run one after another, each to its own convergence);
+    :func:`~bayes.models.krosbl.run_sbl` itself is pure and may be ``vmap``-ed.
 
     Args:
         y: Shape ``(B, M)``.

@@ -5,9 +5,7 @@ Heavy imports stay inside the functions so that ``bayes run --list`` is fast.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from bayes.experiments import RunContext, experiment
@@ -19,25 +17,6 @@ LABELS = {
     "classic": "classic SBL",
     "komp": "Kronecker OMP",
 }
-
-
-@contextlib.contextmanager
-def _serial_lapack() -> Iterator[None]:
-    """One BLAS/LAPACK thread while the experiment runs.
-
-    JAX's CPU linear algebra (Cholesky, eigh) calls the OpenBLAS that SciPy
-    ships; on a shared 2-core machine its worker threads spin against other
-    processes and a batched 64 x 64 complex Cholesky took 100-150 ms instead of
-    under 1 ms (classic SBL: 15 s instead of 1.2 s per trial). The matrices
-    here are small, so one thread loses nothing when the machine is idle.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: comes with scikit-learn
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 #: Options of the IRS experiment. The mode-wise pruning thresholds are those of
@@ -55,7 +34,7 @@ IRS_OPTIONS: dict[str, dict[str, Any]] = {
 def _batch(
     problems: Any, method: str, memory: dict[str, float] | None = None, **options: Any
 ) -> tuple[Any, float, float]:
-    """Fit a vmapped batch; returns the result, compile seconds and run seconds.
+    """Fit a batch of trials; returns the result, compile seconds and run seconds.
 
     ``memory``, when given, receives XLA's own accounting of the compiled
     program: temporary buffers and arguments in MiB.
@@ -63,12 +42,16 @@ def _batch(
     import jax
     from bayes.models.krosbl import compile_fit_batch
 
+    from bayes._blas import serial_blas
+
     t0 = time.perf_counter()
     compiled, args = compile_fit_batch(
         problems.y, list(problems.factors), method=method, noise_var=problems.noise_var, **options
     )
     t1 = time.perf_counter()
-    with _serial_lapack():
+    # One BLAS thread: OpenBLAS workers spinning against other processes on the
+    # shared cores made classic SBL's Cholesky 10x slower per trial.
+    with serial_blas():
         out = jax.block_until_ready(compiled(*args))
     t2 = time.perf_counter()
     if memory is not None:
@@ -254,8 +237,12 @@ def krosbl_irs(ctx: RunContext) -> dict[str, Any]:
     keys = jax.random.split(jax.random.key(ctx.seed), snr.shape[0])
     with jax.enable_x64(True):
         probs = jax.jit(jax.vmap(lambda k, s: simulate_irs(s, rng_key=k, config=config)))(keys, snr)
+        # lax.map: symbol_error_rate takes an SVD, and batched LAPACK calls can
+        # deadlock in XLA's CPU thread pool (see krosbl.api._solve_batch).
         ser_fn = jax.jit(
-            jax.vmap(lambda z, p, k: symbol_error_rate(z, p, rng_key=k, config=config))
+            lambda z, p, k: jax.lax.map(
+                lambda a: symbol_error_rate(a[0], a[1], rng_key=a[2], config=config), (z, p, k)
+            )
         )
         channel_fn = jax.jit(jax.vmap(cascaded_channel_nmse))
     results: dict[str, Any] = {}
