@@ -31,7 +31,13 @@ import jax.numpy as jnp
 from bayes.inference.smc.resampling import multinomial
 from jax import Array
 
-__all__ = ["exact_draws", "mcmc_draws", "pairwise_logdensity", "rejection_draws"]
+__all__ = [
+    "categorical_rows",
+    "exact_draws",
+    "mcmc_draws",
+    "pairwise_logdensity",
+    "rejection_draws",
+]
 
 PairLogdensity = Callable[[Array, Array], Array]
 
@@ -41,6 +47,92 @@ def pairwise_logdensity(log_q: PairLogdensity, x_prev: Array, x_new: Array) -> A
     return jax.vmap(lambda xn: jax.vmap(lambda xp: log_q(xp, xn))(x_prev))(x_new)
 
 
+#: Largest exponent used for unnormalised probabilities: N e^80 stays finite in
+#: float32 for N < 6000 rows' worth of columns.
+_MAX_EXPONENT = 80.0
+
+
+def _row_max(logits: Array) -> Array:
+    # The maximum through argmax: XLA's CPU back end hands a plain max-reduction,
+    # fused with a vmapped log-density of vector states (trailing unit axes), to a
+    # library kernel that is ~30x slower than this variadic reduction.
+    top = jnp.argmax(logits, axis=-1, keepdims=True)
+    return jnp.take_along_axis(logits, top, axis=-1)
+
+
+def categorical_rows(
+    rng_key: Array, logits: Array, num_draws: int, reference: Array | None = None
+) -> Array:
+    """``num_draws`` i.i.d. draws from each row of ``softmax(logits)``, shape ``(M, num_draws)``.
+
+    Two-level inverse CDF: the ``N`` columns are cut into about
+    :math:`\\sqrt N` blocks of :math:`\\sqrt N`; a draw picks a block by the
+    cumulative block masses, then a column inside it. This costs :math:`O(MN)`
+    for the probabilities and only :math:`O(M \\cdot \\text{draws} \\sqrt N)`
+    for the cumulative sums, where one flat cumulative sum per row costs
+    :math:`O(MN^2)` on XLA's CPU back end (no sequential scan kernel) and
+    Gumbel-max draws :math:`MN \\cdot \\text{draws}` log-variates.
+
+    Probabilities are :math:`e^{\\ell_{ij} - \\ell_{i r_i}}` with the logit of a
+    reference column :math:`r_i` as shift, which saves a pass over the logits
+    for their row maximum. Any reference is exact: a row whose exponents would
+    exceed 80 (reference far below the row maximum) or are not finite is
+    recomputed with the row maximum, in a branch taken only when such a row
+    exists (under ``vmap`` both branches run). A column drawn from the row itself is ideal:
+    its chance of being :math:`e^{-80}` times below the maximum is below
+    :math:`N e^{-80}`.
+
+    Args:
+        rng_key: PRNG key.
+        logits: Unnormalised log-probabilities, shape ``(M, N)``; each row
+            needs one finite entry.
+        num_draws: Draws per row.
+        reference: Column per row, shape ``(M,)`` (int); ``None`` uses the row
+            maximum.
+    """
+    return _draw_rows(rng_key, lambda: logits, num_draws, reference)
+
+
+def _draw_rows(
+    rng_key: Array, logits_fn: Callable[[], Array], num_draws: int, reference: Array | None
+) -> Array:
+    # logits_fn recomputes the logits in the rare rerun instead of passing them to
+    # it: materialising a fused pairwise log-density costs more than evaluating it.
+    logits = logits_fn()
+    m, n = logits.shape
+    size = math.isqrt(n - 1) + 1  # ceil(sqrt(n))
+    blocks = -(-n // size)
+
+    def masses(logits: Array, shift: Array) -> tuple[Array, Array]:
+        probs = jnp.exp(jnp.minimum(logits - shift, _MAX_EXPONENT))
+        probs = jnp.pad(probs, ((0, 0), (0, blocks * size - n))).reshape(m, blocks, size)
+        return probs, jnp.sum(probs, axis=-1)
+
+    if reference is None:
+        probs, mass = masses(logits, _row_max(logits))
+    else:
+        shift = jnp.take_along_axis(logits, reference[:, None].astype(jnp.int32), axis=-1)
+        probs, mass = masses(logits, shift)
+        # Some exponent was clipped (the row's total reaches e^80) or is not finite.
+        unsafe = ~(jnp.sum(mass, axis=-1, keepdims=True) < math.exp(_MAX_EXPONENT))
+
+        def rerun(_):
+            logits = logits_fn()
+            return masses(logits, jnp.where(unsafe, _row_max(logits), shift))
+
+        probs, mass = jax.lax.cond(jnp.any(unsafe), rerun, lambda _: (probs, mass), None)
+    cum_mass = jnp.cumsum(mass, axis=-1)
+    u = jax.random.uniform(rng_key, (m, num_draws), dtype=probs.dtype) * cum_mass[:, -1:]
+    # side="right" inverse CDF: the number of cumulative values <= u.
+    block = jnp.sum(cum_mass[:, None, :] <= u[:, :, None], axis=-1)
+    block = jnp.minimum(block, blocks - 1)
+    below = jnp.take_along_axis(cum_mass - mass, block, axis=-1)
+    inside = jnp.take_along_axis(probs, block[:, :, None], axis=1)
+    col = jnp.sum(jnp.cumsum(inside, axis=-1) <= (u - below)[:, :, None], axis=-1)
+    col = jnp.minimum(col, size - 1)
+    return jnp.minimum(block * size + col, n - 1).astype(jnp.int32)
+
+
 def exact_draws(
     rng_key: Array,
     log_q: PairLogdensity,
@@ -48,15 +140,21 @@ def exact_draws(
     log_weights: Array,
     x_new: Array,
     num_backward: int,
+    reference: Array | None = None,
 ) -> Array:
-    """``K`` exact i.i.d. backward indices per new particle, shape ``(M, K)``."""
-    logits = log_weights[None, :] + pairwise_logdensity(log_q, x_prev, x_new)
-    # Inverse-CDF sampling: K uniforms per row instead of K * N Gumbel variates.
-    probs = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
-    cdf = jnp.cumsum(probs, axis=-1)
-    u = jax.random.uniform(rng_key, (x_new.shape[0], num_backward)) * cdf[:, -1:]
-    idx = jax.vmap(lambda c, v: jnp.searchsorted(c, v, side="right"))(cdf, u)
-    return jnp.clip(idx, 0, x_prev.shape[0] - 1).astype(jnp.int32)
+    """``K`` exact i.i.d. backward indices per new particle, shape ``(M, K)``.
+
+    Args:
+        reference: Optional index per new particle, shape ``(M,)``, whose
+            backward probability is not negligible, e.g. its ancestor; it
+            saves a pass over the ``(M, N)`` matrix (see
+            :func:`categorical_rows`). The draws are exact either way.
+    """
+
+    def logits_fn() -> Array:
+        return log_weights[None, :] + pairwise_logdensity(log_q, x_prev, x_new)
+
+    return _draw_rows(rng_key, logits_fn, num_backward, reference)
 
 
 def rejection_draws(

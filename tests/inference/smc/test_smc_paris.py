@@ -75,6 +75,27 @@ def test_backward_draws_follow_the_exact_kernel() -> None:
     assert min(_chi2_pvalues(moved, probs)) > 1e-3
 
 
+def test_categorical_rows_exact_for_any_reference() -> None:
+    """The shift column only stabilises the exponentials: a reference 150 nats below
+    the row maximum (clipped exponents, rerun with the maximum) or one of weight zero
+    (non-finite shift) gives the same law as the row maximum."""
+    logits = jnp.array(
+        [[0.0, 1.0, 2.0, -150.0, 0.5, -jnp.inf, 1.5], [3.0, -1.0, 0.0, 2.0, -jnp.inf, 2.5, 1.0]]
+    )
+    probs = np.asarray(jax.nn.softmax(logits, -1), dtype=float)
+    for i, reference in enumerate([None, jnp.array([2, 0]), jnp.array([3, 1]), jnp.array([5, 4])]):
+        draws = np.asarray(
+            backward.categorical_rows(jax.random.key(10 + i), logits, 3000, reference)
+        )
+        for row, p in zip(draws, probs):
+            counts = np.bincount(row, minlength=p.size)
+            assert counts[p < 1e-12].sum() == 0, reference
+            keep = p > 1e-12
+            expected = p[keep] / p[keep].sum() * row.size
+            pvalue = stats.chisquare(counts[keep], expected).pvalue
+            assert pvalue > 1e-3, (reference, counts)
+
+
 @pytest.mark.parametrize("method", ["exact", "rejection", "mcmc"])
 def test_paris_matches_kalman_smoother(method: str) -> None:
     _, ys, _, truth = _setup()
