@@ -123,6 +123,7 @@ def reptile(
     num_inner_steps: int = 5,
     inner_step_size: float = 0.01,
     num_test_steps: int | None = None,
+    max_grad_norm: float | None = 10.0,
 ) -> MetaLearner:
     """Reptile: inner SGD on all of a task's points, outer step towards the adapted weights.
 
@@ -135,6 +136,9 @@ def reptile(
         inner_step_size: Inner learning rate.
         num_test_steps: Inner steps at test time on the support set (default
             ``num_inner_steps``).
+        max_grad_norm: Gradient-norm clip of every inner step (training and test);
+            unclipped steps at a fixed rate can diverge on steep, large-amplitude
+            tasks. ``None`` for the original unclipped algorithm.
 
     Returns:
         A :class:`~bayes.models.niw.common.MetaLearner` named ``"Reptile"``.
@@ -144,7 +148,10 @@ def reptile(
 
     def adapt(theta, x, y, num_steps):
         loss = lambda th: likelihood.loss(network.apply(th, x), y)  # noqa: E731
-        return inner_sgd(loss, theta, num_steps=num_steps, step_size=inner_step_size, unroll=False)
+        return inner_sgd(
+            loss, theta, num_steps=num_steps, step_size=inner_step_size, unroll=False,
+            max_grad_norm=max_grad_norm,
+        )  # fmt: skip
 
     def init(rng_key):
         theta = network.init(rng_key)

@@ -106,6 +106,7 @@ def inner_sgd(
     step_size: float,
     first_order: bool = False,
     unroll: bool = True,
+    max_grad_norm: float | None = None,
 ) -> jax.Array:
     """``num_steps`` of gradient descent ``theta <- theta - step_size * grad loss_fn(theta)``.
 
@@ -117,6 +118,8 @@ def inner_sgd(
         first_order: Stop gradients through the inner gradients (first-order MAML).
         unroll: Python-unrolled loop (differentiable, memory grows with
             ``num_steps``) rather than ``lax.fori_loop``.
+        max_grad_norm: If given, each step's gradient is rescaled to at most this
+            Euclidean norm, so that a steep task cannot make the loop diverge.
 
     Returns:
         The final iterate ``(D,)``.
@@ -126,6 +129,8 @@ def inner_sgd(
         g = jax.grad(loss_fn)(theta)
         if first_order:
             g = jax.lax.stop_gradient(g)
+        if max_grad_norm is not None:
+            g = g * jnp.minimum(1.0, max_grad_norm / (jnp.linalg.norm(g) + 1e-12))
         return theta - step_size * g
 
     if unroll:

@@ -23,7 +23,8 @@ memory does not grow with the number of inner steps.
 Test time: the global variable is fixed at its mode ``(m0, Sigma*)``; the
 closed-form local posterior of the support set initializes a few steps of
 reparameterized VI on ``q(theta*) = N(m, diag v)`` against the prior
-``N(m0, Sigma*)``, and predictions average the network over draws of ``theta*``.
+``N(m0, Sigma*)`` (the mean moves in units of the closed form's standard
+deviations), and predictions average the network over draws of ``theta*``.
 """
 
 from __future__ import annotations
@@ -241,7 +242,12 @@ def niw_meta_learner(
         inner_step_size: Their learning rate.
         num_average: Last iterates averaged into ``m_bar``.
         max_grad_norm: Gradient-norm clip of the inner steps.
-        curvature_clip: Bounds on the Gauss-Newton diagonal.
+        curvature_clip: ``(low, high)`` bounds on the Gauss-Newton diagonal. A large
+            ``low`` (a curvature floor) makes the quadratic model treat the inner
+            loop's ``m_bar`` as the episode's solution: the diagonal Gauss-Newton
+            curvature of an early-stopped ``m_bar`` is too weak in most weights,
+            and then the closed form drags ``m_bar`` back to ``m0`` and the
+            learned ``Sigma`` shrinks towards 0 (see ``docs/zoo/niw.md``).
         prior: NIW prior on ``(mu, Sigma)``; default ``NIW(0, 1e-4, 1e-3, 1)`` (diagonal, vague).
         num_episodes: Effective number of training episodes weighting the prior KL.
         init_variance: Initial ``Psi0 / n0`` (prior variance of every weight).
@@ -249,7 +255,9 @@ def niw_meta_learner(
         use_query: During meta-training fit each episode's local posterior on
             support and query points (all of the episode's data); tests use the
             support set only.
-        num_vi_steps: Test-time VI steps (Adam) refining the closed-form posterior.
+        num_vi_steps: Test-time VI steps (Adam) refining the closed-form posterior;
+            the mean is parameterized as ``m + sqrt(v) * offset`` so that a step
+            moves it by about ``vi_step_size`` posterior standard deviations.
         vi_step_size: Their learning rate.
         num_vi_samples: Monte Carlo draws per VI step.
         num_predict_samples: Draws of ``theta*`` averaged by ``predict``.
@@ -316,8 +324,14 @@ def niw_meta_learner(
         quad = fit(mu, x_support, y_support, params.lik)
         m, v = local_posterior(quad.m_bar, quad.curvature, mu, prec)
 
+        # The mean is optimized in units of the closed-form posterior's standard
+        # deviation: Adam's steps are ~vi_step_size per coordinate, which in raw
+        # weight units would swamp a posterior whose spread is 1e-3 or less.
+        scale = jnp.sqrt(v)
+
         def neg_elbo(var, key):
-            mean, log_v = var
+            offset, log_v = var
+            mean = m + scale * offset
             eps = jax.random.normal(key, (num_vi_samples, dim))
             thetas = mean + jnp.exp(0.5 * log_v) * eps
             nll = lambda th: jnp.sum(  # noqa: E731
@@ -338,12 +352,12 @@ def niw_meta_learner(
             upd, opt_state = vi_opt.update(g, opt_state, var)
             return (optax.apply_updates(var, upd), opt_state), None
 
-        var0 = (m, jnp.log(v))
+        var0 = (jnp.zeros_like(m), jnp.log(v))
         (var, _), _ = jax.lax.scan(
             vi_step, (var0, vi_opt.init(var0)), jax.random.split(k_vi, num_vi_steps)
         )
         eps = jax.random.normal(k_draw, (num_predict_samples, dim))
-        thetas = var[0] + jnp.exp(0.5 * var[1]) * eps
+        thetas = m + scale * var[0] + jnp.exp(0.5 * var[1]) * eps
         return jax.vmap(lambda th: network.apply(th, x_query))(thetas)
 
     return MetaLearner(init=init, step=step, predict=predict, name="NIW")

@@ -108,11 +108,13 @@ def regression_metrics(outputs: jax.Array, y: jax.Array, noise_scale: jax.Array)
         noise_scale: Observation noise standard deviation.
 
     Returns:
-        ``{"mse", "nll", "calibration_error", "coverage"}`` (NLL per query point;
-        ``coverage`` of shape ``(len(LEVELS),)``).
+        ``{"mse", "nll", "calibration_error", "coverage", "epistemic_variance"}`` (NLL
+        per query point; ``coverage`` of shape ``(len(LEVELS),)``; the last is the
+        mean variance of the draws, the predictive variance without the noise).
     """
     mean = jnp.mean(outputs, axis=0)
-    var = jnp.var(outputs, axis=0) + noise_scale**2
+    epistemic = jnp.var(outputs, axis=0)
+    var = epistemic + noise_scale**2
     comp = norm.logpdf(y[None], outputs, noise_scale)
     nll = -jnp.mean(logsumexp(comp, axis=0) - jnp.log(outputs.shape[0]))
     z = jnp.abs(y - mean) / jnp.sqrt(var)
@@ -124,6 +126,7 @@ def regression_metrics(outputs: jax.Array, y: jax.Array, noise_scale: jax.Array)
         "nll": nll,
         "calibration_error": jnp.mean(jnp.abs(coverage - levels)),
         "coverage": coverage,
+        "epistemic_variance": jnp.mean(epistemic),
     }
 
 

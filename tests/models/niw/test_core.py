@@ -180,3 +180,27 @@ def test_linear_gaussian_hierarchy_recovers_global_mean_and_covariance() -> None
         assert np.all(np.abs(z_mean) < 4), (num, mean, z_mean)
         assert np.all(np.abs(z_cov) < 4), (num, cov, z_cov)
     assert errors[400][0] < errors[25][0] and errors[400][1] < errors[25][1], errors
+
+
+def test_clipped_inner_steps_move_exactly_the_clip_on_a_steep_linear_loss() -> None:
+    """On ``loss = w'theta`` with ``|w| = 1000`` every clipped step moves ``step_size * c``
+    along ``-w / |w|``; unclipped it moves ``step_size * |w|``. Reptile's inner loop is
+    clipped by default, so its adapted weights obey the same bound."""
+    w = jnp.array([600.0, -800.0, 0.0])
+    loss = lambda th: jnp.dot(w, th)  # noqa: E731
+    theta = N.inner_sgd(loss, jnp.zeros(3), num_steps=7, step_size=0.1, max_grad_norm=2.0)
+    np.testing.assert_allclose(theta, -7 * 0.1 * 2.0 * w / 1000.0, rtol=1e-6)
+    free = N.inner_sgd(loss, jnp.zeros(3), num_steps=7, step_size=0.1)
+    np.testing.assert_allclose(free, -7 * 0.1 * w, rtol=1e-6)
+
+    net = N.mlp((1, 8, 1))
+    lik = N.gaussian_likelihood(0.1)
+    learner = N.reptile(net, lik, optax.sgd(1.0), num_inner_steps=5, inner_step_size=0.5,
+                        max_grad_norm=1.0)  # fmt: skip
+    state = learner.init(jax.random.key(0))
+    x = jnp.linspace(-5.0, 5.0, 6)[:, None]
+    ep = N.Episode(x[None], 1e4 * x[None], x[None], 1e4 * x[None])  # a very steep task
+    new, info = learner.step(jax.random.key(1), state, ep)
+    # Outer SGD at rate 1 moves theta to the adapted weights: at most 5 * 0.5 * 1 away.
+    assert float(info["step_norm"]) <= 5 * 0.5 * 1.0 + 1e-5
+    assert np.all(np.isfinite(np.asarray(new.theta)))

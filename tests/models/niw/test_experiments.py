@@ -25,6 +25,10 @@ def test_niw_sine_quick(tmp_path: Path) -> None:
         cov = scores["coverage"]
         assert all(a <= b + 1e-6 for a, b in itertools.pairwise(cov)), (method, cov)
         assert scores["seconds_per_iteration"] > 0
+        # Every method's predictive noise is fitted on held-out tasks: variance = error there.
+        assert scores["noise_scale"] > 0, method
+    assert res["NIW"]["learned_noise_scale"] > 0
+    assert math.isfinite(res["NIW"]["nll_learned_noise"])
     assert {"sine-5shot-fits.png", "sine-5shot-calibration.png"} <= set(record["figures"])
     assert all((tmp_path / f).exists() for f in record["figures"])
 
