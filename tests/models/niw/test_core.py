@@ -204,3 +204,41 @@ def test_clipped_inner_steps_move_exactly_the_clip_on_a_steep_linear_loss() -> N
     # Outer SGD at rate 1 moves theta to the adapted weights: at most 5 * 0.5 * 1 away.
     assert float(info["step_norm"]) <= 5 * 0.5 * 1.0 + 1e-5
     assert np.all(np.isfinite(np.asarray(new.theta)))
+
+
+def test_predict_without_vi_draws_from_the_closed_form(np_rng: np.random.Generator) -> None:
+    """With no VI steps, ``predict`` draws weights from the closed-form posterior of the
+    support set under the prior mode; for a network linear in its weights the draws'
+    outputs are Gaussian with mean ``x'm`` and variance ``sum_j x_j^2 v_j``."""
+    net = N.mlp((3, 1))
+    sigma = 0.5
+    lik = N.gaussian_likelihood(sigma, learn_noise=False)
+    learner = N.niw_meta_learner(
+        net, lik, optax.adam(1e-3), num_inner_steps=1, inner_step_size=0.5, max_grad_norm=1e9,
+        num_vi_steps=0, num_predict_samples=4000,
+    )  # fmt: skip
+    params = N.GlobalParams(
+        mean=jnp.asarray(np_rng.standard_normal(4), jnp.float32),
+        log_kappa=jnp.zeros(()),
+        log_psi=jnp.log(jnp.array([0.5, 2.0, 1.0, 3.0])),
+        log_dof=jnp.log(jnp.array(4.0)),
+        lik=dict(lik.init_params),
+    )
+    state = N.NIWState(params, None)
+    xs = jnp.asarray(_factorial_design(1), jnp.float32)
+    ys = jnp.asarray(np_rng.standard_normal((8, 1)), jnp.float32)
+    xq = jnp.asarray(np_rng.standard_normal((5, 3)), jnp.float32)
+    draws = np.asarray(learner.predict(jax.random.key(3), state, xs, ys, xq))[..., 0]  # (S, 5)
+
+    mu, sig = N.niw_mode(N.global_niw(params))
+    quad = N.local_quadratic(net, lik, mu, xs, ys, params.lik, num_steps=1, step_size=0.5,
+                             max_grad_norm=1e9)  # fmt: skip
+    m, v = N.local_posterior(quad.m_bar, quad.curvature, mu, 1.0 / sig)
+    feats = jnp.concatenate([jnp.ones((5, 1)), xq], axis=1)  # flat weights are (b, w)
+    mean = np.asarray(feats @ m)
+    var = np.asarray(feats**2 @ v)
+    se = np.sqrt(var / draws.shape[0])
+    assert np.all(np.abs(draws.mean(0) - mean) < 4 * se), (draws.mean(0), mean, se)
+    # Sample variance of S Gaussian draws: relative s.e. sqrt(2 / (S - 1)).
+    rel = np.sqrt(2.0 / (draws.shape[0] - 1))
+    assert np.all(np.abs(draws.var(0, ddof=1) / var - 1) < 4 * rel), (draws.var(0), var)
