@@ -98,16 +98,25 @@ def estimate_score(
     num_backward: int = 2,
     path: Array | None = None,
     backward: str = "exact",
+    num_mcmc_steps: int = 1,
+    max_trials: int = 16,
 ) -> tuple[Any, Array]:
     """Estimate :math:`\\nabla_\\theta \\log p_\\theta(y)` by PaRIS, or by one PPG sweep.
 
     Args:
         path: Conditioning path ``(T, *state_shape)`` for a PPG sweep; ``None``
             runs PaRIS.
+        backward: Backward draws, ``"exact"``, ``"rejection"`` or ``"mcmc"``
+            (see :mod:`~bayes.inference.smc.backward`).
+        num_mcmc_steps: MH steps per draw for ``backward="mcmc"``.
+        max_trials: Proposals per draw for ``backward="rejection"``.
 
     Returns:
         ``(score, log_likelihood)``; ``score`` is shaped like ``theta``.
     """
+    options = _backward_options(
+        num_particles, num_backward, backward, num_mcmc_steps, max_trials, model
+    )
     additive_fn, initial_fn = score_functional(model, theta, observations)
     if path is None:
         out = run_paris(
@@ -117,9 +126,8 @@ def estimate_score(
             additive_fn,
             rng_key=rng_key,
             num_particles=num_particles,
-            num_backward=num_backward,
-            backward=backward,
             initial_fn=initial_fn,
+            **options,
         )
         return out.estimate, out.log_likelihood
     out = csmc_sweep(
@@ -130,14 +138,33 @@ def estimate_score(
         path,
         additive_fn,
         num_particles=num_particles,
-        num_backward=num_backward,
-        backward=backward,
         initial_fn=initial_fn,
+        **options,
     )
     return out.estimate, out.log_likelihood
 
 
-def _initial_path(rng_key, model, theta, ys, additive_fn, initial_fn, n, k):
+def _backward_options(
+    num_particles: int,
+    num_backward: int,
+    backward: str,
+    num_mcmc_steps: int,
+    max_trials: int,
+    model: StateSpaceModel,
+) -> dict[str, Any]:
+    """Validated keyword arguments of the backward draws for run_paris / csmc_sweep."""
+    validate(num_particles, num_backward, backward, model)
+    check_positive("num_mcmc_steps", num_mcmc_steps, 1)
+    check_positive("max_trials", max_trials, 1)
+    return {
+        "num_backward": num_backward,
+        "backward": backward,
+        "num_mcmc_steps": num_mcmc_steps,
+        "max_trials": max_trials,
+    }
+
+
+def _initial_path(rng_key, model, theta, ys, additive_fn, initial_fn, n, options):
     dummy = jnp.zeros((ys.shape[0], *jnp.shape(model.initial_sampler(rng_key, theta))))
     return csmc_sweep(
         rng_key,
@@ -147,9 +174,9 @@ def _initial_path(rng_key, model, theta, ys, additive_fn, initial_fn, n, k):
         dummy,
         additive_fn,
         num_particles=n,
-        num_backward=k,
         conditional=False,
         initial_fn=initial_fn,
+        **options,
     ).path
 
 
@@ -164,6 +191,9 @@ def fit_mle(
     method: str = "ppg",
     num_particles: int = 32,
     num_backward: int = 2,
+    backward: str = "exact",
+    num_mcmc_steps: int = 1,
+    max_trials: int = 16,
 ) -> FitResult:
     """Maximum likelihood by stochastic approximation with PaRIS or PPG scores.
 
@@ -177,13 +207,19 @@ def fit_mle(
         method: ``"ppg"`` (path carried across updates) or ``"paris"``.
         num_particles: ``N >= 2``.
         num_backward: ``K >= 1``.
+        backward: Backward draws, ``"exact"`` (:math:`O(N^2)` per step),
+            ``"rejection"`` or ``"mcmc"`` (:math:`O(N)`).
+        num_mcmc_steps: MH steps per draw for ``backward="mcmc"``.
+        max_trials: Proposals per draw for ``backward="rejection"``.
 
     Returns:
         A :class:`FitResult` with the parameter trace.
     """
     import optax
 
-    validate(num_particles, num_backward, "exact", model)
+    options = _backward_options(
+        num_particles, num_backward, backward, num_mcmc_steps, max_trials, model
+    )
     check_positive("num_iterations", num_iterations, 1)
     if method not in ("ppg", "paris"):
         raise ValueError(f"method must be 'ppg' or 'paris', got {method!r}")
@@ -192,8 +228,7 @@ def fit_mle(
     scale = 1.0 / ys.shape[0]
     k_init, k_iter = jax.random.split(rng_key)
     add0, init0 = score_functional(model, initial_theta, ys)
-    n, k = num_particles, num_backward
-    path0 = _initial_path(k_init, model, initial_theta, ys, add0, init0, n, k)
+    path0 = _initial_path(k_init, model, initial_theta, ys, add0, init0, num_particles, options)
 
     def body(carry, key):
         theta, opt_state, path = carry
@@ -207,8 +242,8 @@ def fit_mle(
                 path,
                 additive_fn,
                 num_particles=num_particles,
-                num_backward=num_backward,
                 initial_fn=initial_fn,
+                **options,
             )
             score, path = out.estimate, out.path
         else:
@@ -219,8 +254,8 @@ def fit_mle(
                 additive_fn,
                 rng_key=key,
                 num_particles=num_particles,
-                num_backward=num_backward,
                 initial_fn=initial_fn,
+                **options,
             ).estimate
         ascent = jax.tree.map(lambda g: -scale * g, score)
         updates, opt_state = opt.update(ascent, opt_state, theta)
@@ -244,6 +279,9 @@ def fit_msc(
     optimizer: Any = None,
     num_particles: int = 32,
     num_backward: int = 2,
+    backward: str = "exact",
+    num_mcmc_steps: int = 1,
+    max_trials: int = 16,
 ) -> FitResult:
     """Markov score climbing of a Markov variational family with PPG as the kernel.
 
@@ -258,13 +296,19 @@ def fit_msc(
         optimizer: ``optax`` transformation; default ``optax.adam(0.05)``.
         num_particles: ``N >= 2``.
         num_backward: ``K >= 1``.
+        backward: Backward draws of the PPG sweeps, ``"exact"``, ``"rejection"``
+            or ``"mcmc"``.
+        num_mcmc_steps: MH steps per draw for ``backward="mcmc"``.
+        max_trials: Proposals per draw for ``backward="rejection"``.
 
     Returns:
         A :class:`FitResult` over :math:`\\lambda`.
     """
     import optax
 
-    validate(num_particles, num_backward, "exact", model)
+    options = _backward_options(
+        num_particles, num_backward, backward, num_mcmc_steps, max_trials, model
+    )
     check_positive("num_iterations", num_iterations, 1)
     ys = check_observations(observations, min_length=2)
     opt = optimizer if optimizer is not None else optax.adam(0.05)
@@ -280,7 +324,7 @@ def fit_msc(
         return additive_fn, initial_fn
 
     add0, init0 = functional(initial_params)
-    path0 = _initial_path(k_init, model, theta, ys, add0, init0, num_particles, num_backward)
+    path0 = _initial_path(k_init, model, theta, ys, add0, init0, num_particles, options)
 
     def body(carry, key):
         lam, opt_state, path = carry
@@ -293,8 +337,8 @@ def fit_msc(
             path,
             additive_fn,
             num_particles=num_particles,
-            num_backward=num_backward,
             initial_fn=initial_fn,
+            **options,
         )
         updates, opt_state = opt.update(jax.tree.map(lambda g: -g, out.estimate), opt_state, lam)
         lam = optax.apply_updates(lam, updates)

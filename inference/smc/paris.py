@@ -41,6 +41,7 @@ __all__ = [
     "ParisOutput",
     "ParisState",
     "backward_update",
+    "estimate",
     "init",
     "run_paris",
     "step",

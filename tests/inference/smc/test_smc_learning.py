@@ -24,18 +24,25 @@ def test_score_estimates_agree_with_exact_score() -> None:
     def run(keys, paths):
         def one(k, p):
             ppg, _ = learning.estimate_score(model, THETA, ys, rng_key=k, num_particles=16, path=p)
+            # O(N) MH backward draws (two moves from the ancestor) inside the sweep.
+            ppg_mh, _ = learning.estimate_score(
+                model, THETA, ys, rng_key=k, num_particles=16, path=p,
+                backward="mcmc", num_mcmc_steps=2,
+            )  # fmt: skip
             paris, _ = learning.estimate_score(model, THETA, ys, rng_key=k, num_particles=128)
-            return ppg, paris
+            return ppg, ppg_mh, paris
 
         return jax.vmap(one)(keys, paths)
 
-    ppg, paris = run(jax.random.split(jax.random.key(23), reps), paths)
+    ppg, ppg_mh, paris = run(jax.random.split(jax.random.key(23), reps), paths)
     for name in THETA:
         truth = float(exact[name])
-        # A PPG sweep from an exact posterior path is unbiased: plain z-test.
-        est = np.asarray(ppg[name], dtype=float)
-        z = (est.mean() - truth) / (est.std() / np.sqrt(reps))
-        assert abs(z) < 4.0, (name, est.mean(), truth, z)
+        # A PPG sweep from an exact posterior path is unbiased, with exact or MH
+        # backward draws: plain z-tests.
+        for sweep in (ppg, ppg_mh):
+            est = np.asarray(sweep[name], dtype=float)
+            z = (est.mean() - truth) / (est.std() / np.sqrt(reps))
+            assert abs(z) < 4.0, (name, est.mean(), truth, z)
         # PaRIS carries an O(T/N) bias (hence more particles): 4 standard errors plus 10%.
         est = np.asarray(paris[name], dtype=float)
         tol = 4 * est.std() / np.sqrt(reps) + 0.1 * max(abs(truth), 1.0)
@@ -69,3 +76,16 @@ def test_learning_bad_input() -> None:
         learning.fit_mle(model, THETA, ys, rng_key=jax.random.key(0), num_iterations=2, method="x")
     with pytest.raises(ValueError, match="num_iterations must be an integer >= 1"):
         learning.fit_mle(model, THETA, ys, rng_key=jax.random.key(0), num_iterations=0)
+    # The backward-draw options reach the validation of fit_mle, fit_msc and estimate_score.
+    key = jax.random.key(0)
+    no_bound = model._replace(transition_logdensity_bound=None)
+    with pytest.raises(ValueError, match=r"needs model\.transition_logdensity_bound"):
+        learning.fit_mle(no_bound, THETA, ys, rng_key=key, num_iterations=2, backward="rejection")
+    family, lam = learning.gaussian_markov_family(5)
+    with pytest.raises(ValueError, match="num_mcmc_steps must be an integer >= 1"):
+        learning.fit_msc(
+            model, THETA, ys, family, lam, rng_key=key, num_iterations=2,
+            backward="mcmc", num_mcmc_steps=0,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="unknown backward method"):
+        learning.estimate_score(model, THETA, ys, rng_key=key, num_particles=4, backward="x")
