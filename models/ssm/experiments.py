@@ -40,18 +40,21 @@ def paris_bias(ctx: RunContext) -> dict[str, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
+    import jax.numpy as jnp
     import matplotlib.pyplot as plt
     import numpy as np
     from bayes.inference.smc import csmc, paris
+    from bayes.models import ssm
 
     T = 40 if ctx.quick else 100
     sizes = [16, 64] if ctx.quick else [16, 64, 256]
-    lengths = [20, 40, 80] if ctx.quick else [50, 100, 200, 400]
     reps = 100 if ctx.quick else 400
     num_sweeps = 6 if ctx.quick else 10
     burnins = [0, 1, 3] if ctx.quick else [0, 2, 5]
-    theta, ys_all, model = _lgssm_setup(ctx.seed, max(T, *lengths))
-    ys = ys_all[:T]
+    # Variance in T: independent data sets x replications x prefixes up to T_max.
+    num_sets, var_reps = (16, 16) if ctx.quick else (32, 32)
+    var_particles, max_length = (32, 160) if ctx.quick else (64, 400)
+    theta, ys, model = _lgssm_setup(ctx.seed, T)
     truth = _lag_one_truth(theta, ys)
     key = jax.random.key(ctx.seed + 1)
 
@@ -99,11 +102,49 @@ def paris_bias(ctx: RunContext) -> dict[str, Any]:
         ctx.log(f"N={n}: PaRIS bias {entry['paris']['bias']:.3f}, "
                 f"PPG bias {entry[f'ppg_k0={burnins[-1]}']['bias']:.3f}")  # fmt: skip
 
-    variances = []
-    for length in ctx.track(lengths, total=len(lengths), desc="lengths"):
-        key, k1 = jax.random.split(key)
-        variances.append(float(paris_runs(ys_all[:length], sizes[-1], k1).var()))
-    slope = float(np.polyfit(np.log(lengths), np.log(variances), 1)[0])
+    # PaRIS is online: one run's running estimates sum_i W_t^i tau_t^i estimate the
+    # functional of every prefix y_{0:t}. Their variance over replications, averaged
+    # over independent data sets (one data set's prefixes weigh its own stretches of
+    # large |x|), is fitted against T on [T_max/8, T_max], past the constant
+    # contribution of the final filter.
+    def running_estimates(ys, key):
+        k0, k1 = jax.random.split(key)
+        state = paris.init(k0, model, theta, ys[0], var_particles, _lag_one)
+
+        def body(state, inputs):
+            k, y, t = inputs
+            state, _ = paris.step(k, state, model, theta, y, t, _lag_one)
+            return state, paris.estimate(state)
+
+        steps = (jax.random.split(k1, max_length - 1), ys[1:], jnp.arange(1, max_length))
+        return jax.lax.scan(body, state, steps)[1]
+
+    key, k_data, k_runs = jax.random.split(key, 3)
+    mats = ssm.scalar_matrices(theta)
+    data_sets = jax.vmap(lambda k: ssm.simulate(k, mats, max_length)[1])(
+        jax.random.split(k_data, num_sets)
+    )
+    runs = jax.jit(
+        jax.vmap(
+            lambda ys, k: jax.vmap(lambda kk: running_estimates(ys, kk))(
+                jax.random.split(k, var_reps)
+            )
+        )
+    )
+    est_t = np.asarray(runs(data_sets, jax.random.split(k_runs, num_sets)), dtype=float)
+    per_set = est_t.var(axis=1, ddof=1)  # (num_sets, max_length - 1): prefixes 2..T_max
+    lengths = np.arange(2, max_length + 1)
+    fit = lengths >= max_length // 8
+
+    def slope_of(var_curve: np.ndarray) -> float:
+        return float(np.polyfit(np.log(lengths[fit]), np.log(var_curve[fit]), 1)[0])
+
+    variances = per_set.mean(0)
+    slope = slope_of(variances)
+    # Jackknife over data sets: the spread of data sets dominates the replications'.
+    leave_one_out = [slope_of(np.delete(per_set, i, 0).mean(0)) for i in range(num_sets)]
+    slope_se = float(np.sqrt((num_sets - 1) * np.var(leave_one_out)))
+    ctx.log(f"variance log-log slope in T: {slope:.2f} +- {slope_se:.2f}")
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     labels = list(by_size[sizes[0]])
@@ -113,10 +154,14 @@ def paris_bias(ctx: RunContext) -> dict[str, Any]:
         axes[0].errorbar(sizes, bias, yerr=err, marker="o", label=label, capsize=3)
     axes[0].set(xscale="log", xlabel="N", ylabel="|bias|", title=f"bias, T={T}")
     axes[0].legend(fontsize=8)
-    axes[1].loglog(lengths, variances, "o-", label="PaRIS variance")
-    ref = variances[0] * np.asarray(lengths) / lengths[0]
+    axes[1].loglog(lengths, variances, "-", label=f"PaRIS variance ({num_sets} data sets)")
+    ref = variances[-1] * lengths / lengths[-1]
     axes[1].loglog(lengths, ref, "k--", label="linear in T")
-    axes[1].set(xlabel="T", ylabel="variance", title=f"N={sizes[-1]}, slope {slope:.2f}")
+    axes[1].loglog(lengths, variances[-1] * (lengths / lengths[-1]) ** 2, "k:",
+                   label="quadratic in T")  # fmt: skip
+    axes[1].axvline(max_length // 8, color="0.7", lw=0.8)
+    axes[1].set(xlabel="T", ylabel="variance",
+                title=f"N={var_particles}, slope {slope:.2f} +- {slope_se:.2f}")  # fmt: skip
     axes[1].legend(fontsize=8)
     ctx.savefig(fig, "paris_bias")
 
@@ -127,8 +172,12 @@ def paris_bias(ctx: RunContext) -> dict[str, Any]:
         "replications": reps,
         "num_sweeps": num_sweeps,
         "by_num_particles": by_size,
-        "variance_by_length": dict(zip(lengths, variances)),
+        "variance_by_length": {
+            int(n): float(variances[n - 2]) for n in (max_length // 8, max_length // 2, max_length)
+        },
+        "variance_num_particles": var_particles,
         "variance_slope_in_T": slope,
+        "variance_slope_se": slope_se,
         "ppg_bias_below_paris": {
             n: abs(by_size[n][deepest]["bias"]) < abs(by_size[n]["paris"]["bias"]) for n in sizes
         },

@@ -18,9 +18,11 @@ def test_paris_bias(tmp_path) -> None:
     assert abs(small["paris"]["bias"]) > 3 * small["paris"]["bias_se"]
     deepest = [k for k in small if k.startswith("ppg")][-1]
     assert abs(small[deepest]["bias"]) < 4 * small[deepest]["bias_se"]
-    # The variance grows with T (its log-log slope is reported, not asserted: the
-    # quick run's three lengths on one data set do not resolve "about linear").
-    assert res["variance_slope_in_T"] > 0
+    # Variance over replications, averaged over 16 data sets, against T in [20, 160]:
+    # its log-log slope (jackknife se over data sets) is well below the quadratic
+    # growth of a path-degenerate smoother and not below linear.
+    slope, se = res["variance_slope_in_T"], res["variance_slope_se"]
+    assert 1.0 - 3 * se < slope < 2.0 - 2 * se, (slope, se)
     assert (tmp_path / "paris_bias.png").exists()
 
 
