@@ -50,6 +50,7 @@ and draws of ``f_*``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -91,11 +92,15 @@ class SVTP(NamedTuple):
             likelihood is scaled by ``num_data / b`` when ``num_data`` is given.
         guide: NumPyro guide with the same signature.
         settings: The keyword settings given to :func:`svtp`.
+        probabilities: Compiled ``(params, x_test, rng_key, temperature) -> (m, C)``
+            class probabilities (``num_samples`` static), used by
+            :func:`svtp_class_probabilities`.
     """
 
     model: Callable
     guide: Callable
     settings: dict[str, Any]
+    probabilities: Callable
 
 
 class SVTPFit(NamedTuple):
@@ -263,7 +268,8 @@ def svtp(
         inducing_inputs=z0,
         **kw,
     )
-    return SVTP(model, guide, settings)
+    probabilities = jax.jit(partial(_class_probabilities, settings), static_argnums=(3,))
+    return SVTP(model, guide, settings, probabilities)
 
 
 def svtp_objective(
@@ -394,13 +400,14 @@ def svtp_class_probabilities(
     """
     with serial_blas():
         return jax.block_until_ready(
-            _class_probabilities(fit.svtp.settings, fit.params, x_test, rng_key, num_samples,
-                                 temperature)
-        )  # fmt: skip
+            fit.svtp.probabilities(
+                fit.params, jnp.asarray(x_test), rng_key, num_samples, jnp.asarray(temperature)
+            )
+        )
 
 
 def _class_probabilities(settings, params, x_test, rng_key, num_samples, temperature):
-    loc, unit_var = _unit_marginals(settings, params, jnp.asarray(x_test))
+    loc, unit_var = _unit_marginals(settings, params, x_test)
     scales, weights = _scale_nodes(settings, params)
     eps = jax.random.normal(rng_key, (num_samples, *loc.shape), dtype=loc.dtype)
 
