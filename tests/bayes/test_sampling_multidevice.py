@@ -58,11 +58,14 @@ CHILD = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def two_device_run() -> dict:
+def two_device_run(tmp_path_factory) -> dict:
+    # The child's programs are compiled for a two-device client: keep them out
+    # of the persistent cache that the single-device processes share.
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
         "BAYES_PROGRESS": "0",
+        "BAYES_CACHE_DIR": str(tmp_path_factory.mktemp("jax-cache-2-devices")),
         "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
     }
     done = subprocess.run(
