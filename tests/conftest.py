@@ -8,6 +8,7 @@
 - Every test starts from fixed seeds: ``rng_key`` and ``np_rng`` fixtures,
   and the global NumPy/``random`` seeds reset before each test.
 - ``slow`` marks long statistical runs; they still run in CI.
+- OpenBLAS runs one thread (``OPENBLAS_NUM_THREADS=1`` unless set).
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ import random
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("BAYES_PROGRESS", "0")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# One OpenBLAS thread from the start. Code under test (bayes._blas.serial_blas)
+# lowers and restores the thread count around its work, and changing it while
+# an asynchronously dispatched JAX computation may still be in a LAPACK call is
+# not safe; with one thread from the start there is nothing to change.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 import pytest
