@@ -242,6 +242,20 @@ def _cross(x1, x2, d1, d2, weight_variance, bias_variance, depth, activation, nt
     return k, theta
 
 
+def _pad_blocks(x, d, block_size: int):
+    """Rows of ``x`` (n, p) and columns of ``d`` (L, n) in ``nb`` blocks of ``block_size``.
+
+    Returns ``(xb, db)`` of shapes (nb, block_size, p) and (nb, L, block_size). Padded rows
+    repeat the first row so that every block stays finite.
+    """
+    n = x.shape[0]
+    nb = math.ceil(n / block_size)
+    pad = nb * block_size - n
+    xp = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad, x.shape[1]))])
+    dp = jnp.concatenate([d, jnp.broadcast_to(d[:, :1], (d.shape[0], pad))], axis=1)
+    return xp.reshape(nb, block_size, -1), dp.reshape(d.shape[0], nb, block_size).transpose(1, 0, 2)
+
+
 @partial(jax.jit, static_argnames=("depth", "activation", "ntk", "block_size"))
 def _blocked(x1, x2, weight_variance, bias_variance, depth, activation, ntk, block_size):
     args = (weight_variance, bias_variance, depth, activation)
@@ -251,20 +265,14 @@ def _blocked(x1, x2, weight_variance, bias_variance, depth, activation, ntk, blo
     if n1 <= block_size:
         nngp, theta = _cross(x1, x2, d1, d2, *args, ntk)
         return theta if ntk else nngp
-    num_blocks = math.ceil(n1 / block_size)
-    pad = num_blocks * block_size - n1
-    # Padded rows repeat the first row so that every block stays finite.
-    x1p = jnp.concatenate([x1, jnp.broadcast_to(x1[:1], (pad, x1.shape[1]))])
-    d1p = jnp.concatenate([d1, jnp.broadcast_to(d1[:, :1], (d1.shape[0], pad))], axis=1)
-    xb = x1p.reshape(num_blocks, block_size, -1)
-    db = d1p.reshape(d1.shape[0], num_blocks, block_size).transpose(1, 0, 2)
+    xb, db = _pad_blocks(x1, d1, block_size)
 
     def one_block(blk):
         nngp, theta = _cross(blk[0], x2, blk[1], d2, *args, ntk)
         return theta if ntk else nngp
 
     out = lax.map(one_block, (xb, db))
-    return out.reshape(num_blocks * block_size, -1)[:n1]
+    return out.reshape(-1, out.shape[-1])[:n1]
 
 
 @partial(jax.jit, static_argnames=("depth", "activation", "ntk", "block_size"))
@@ -280,13 +288,9 @@ def _blocked_symmetric(x, weight_variance, bias_variance, depth, activation, ntk
     if n <= block_size:
         nngp, theta = _cross(x, x, d, d, *args, ntk)
         return theta if ntk else nngp
-    nb = math.ceil(n / block_size)
-    pad = nb * block_size - n
-    xp = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad, x.shape[1]))])
-    dp = jnp.concatenate([d, jnp.broadcast_to(d[:, :1], (d.shape[0], pad))], axis=1)
+    xb, db = _pad_blocks(x, d, block_size)
+    nb = xb.shape[0]
     rows, cols = np.tril_indices(nb)
-    xb = xp.reshape(nb, block_size, -1)
-    db = dp.reshape(dp.shape[0], nb, block_size).transpose(1, 0, 2)
 
     def tile(ij):
         i, j = ij
