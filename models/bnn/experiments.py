@@ -3,7 +3,9 @@
 Every registered surrogate of the BO loop plus Sobol random search on the same
 problems, seeds and initial designs. Light at import: JAX, torch and BoTorch
 load inside the experiment. ``python -m bayes.models.bnn.experiments --plan
-medium`` runs the medium-size version quoted in the docs.
+medium`` runs the medium-size version quoted in the docs; ``--plan highdim
+--store DIR`` the high-dimensional one, resumable: every study lives in a
+store file under ``DIR`` and a rerun continues where a killed one stopped.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from bayes.experiments import RunContext, experiment
 
-__all__ = ["PLANS", "SURROGATES", "bo_bnn", "run_plan"]
+__all__ = ["PLANS", "SURROGATES", "EmbeddedHartmann6", "bo_bnn", "run_plan"]
 
 SURROGATES = ("gp", "saas", "bnn-hmc", "bnn-vi", "ensemble", "ibnn", "dkl", "stp")
 # Surrogates that model several outcomes (saas is single-output in BoTorch).
@@ -46,6 +48,7 @@ _FULL = {
     "ackley10": ("ackley10", 0.0, 10, 100),
     "hartmann6-noisy": ("hartmann6", 0.2, 10, 100),
     "ackley50": ("ackley50", 0.0, 20, 100),
+    "hartmann6-50": ("hartmann6-50", 0.0, 20, 100),
     "branincurrin": ("branincurrin", 0.0, 5, 50),
 }
 #: Named sizes: problems, seeds, surrogate options, acquisition options.
@@ -58,6 +61,13 @@ PLANS: dict[str, dict[str, Any]] = {
                             "branincurrin": ("branincurrin", 0.0, 5, 12)},
                "num_seeds": 3, "surrogate_options": SMALL,
                "acquisition_options": _ACQ_SMALL, "skip": ("saas",)},
+    # High-dimensional evidence within about an hour on 2 shared cores: the cheap
+    # surrogates only (bnn-hmc's per-iteration cost in 50-d is in the docs).
+    "highdim": {"problems": {"ackley50": ("ackley50", 0.0, 20, 50),
+                             "hartmann6-50": ("hartmann6-50", 0.0, 20, 50)},
+                "num_seeds": 5, "surrogate_options": SMALL,
+                "acquisition_options": {**_ACQ_SMALL, "raw_samples": 128},
+                "methods": ("gp", "ibnn", "ensemble", "stp"), "late": ("stp",)},
     "full": {"problems": _FULL, "num_seeds": 5, "surrogate_options": {},
              "acquisition_options": {}},
 }  # fmt: skip
@@ -73,26 +83,92 @@ def bo_bnn(ctx: RunContext) -> dict:
     return run_plan(ctx, PLANS["quick" if ctx.quick else "full"])
 
 
-def _methods(num_objectives: int, skip: tuple[str, ...] = ()) -> list[str]:
+def _methods(num_objectives: int, plan: dict[str, Any]) -> list[str]:
     usable = SURROGATES if num_objectives == 1 else _MULTI_OUTPUT
-    return [m for m in usable if m not in skip] + ["sobol"]
+    chosen = plan.get("methods", usable)
+    return [m for m in usable if m in chosen and m not in plan.get("skip", ())] + ["sobol"]
+
+
+class EmbeddedHartmann6:
+    """Hartmann6 hidden in ``[0, 1]^dim``: only the coordinates in ``active`` matter.
+
+    The standard test of high-dimensional BO with a low effective dimension
+    (Wang et al. 2016, REMBO). Minimum -3.32237 wherever the active
+    coordinates sit at Hartmann6's minimizer. Picklable.
+
+    Args:
+        dim: Input dimension (at least 6).
+        active: The 6 coordinates passed to Hartmann6, in order.
+    """
+
+    OPTIMUM = -3.32237
+
+    def __init__(self, dim: int = 50, active: tuple[int, ...] | None = None):
+        # Spread over the input rather than the first six, so no index order is favoured.
+        active = tuple(range(3, dim, dim // 6))[:6] if active is None else tuple(active)
+        if (
+            dim < 6
+            or len(active) != 6
+            or len(set(active)) != 6
+            or not set(active) <= set(range(dim))
+        ):
+            raise ValueError(f"need dim >= 6 and 6 distinct active indices < dim, got {active}")
+        self.dim, self.active = int(dim), active
+
+    def __call__(self, params: dict[str, Any]) -> float:
+        from bayes.bo.problems import ProblemObjective
+
+        inner = {f"x{j}": float(params[f"x{i}"]) for j, i in enumerate(self.active)}
+        return ProblemObjective("hartmann6")(inner)
+
+
+def _problem(name: str, noise: float = 0.0):
+    """A built-in problem of :mod:`bayes.bo.problems`, or ``hartmann6-<dim>``."""
+    from bayes.bo.problems import Problem, get_problem
+    from bayes.bo.space import Real, Space
+
+    if not name.startswith("hartmann6-"):
+        return get_problem(name, noise_std=noise)
+    if noise:
+        raise ValueError(f"{name} has no noisy variant")
+    dim = int(name.split("-", 1)[1])
+    objective = EmbeddedHartmann6(dim)
+    space = Space([Real(f"x{i}", 0.0, 1.0) for i in range(dim)])
+    return Problem(name, space, ["y"], objective, optimum=EmbeddedHartmann6.OPTIMUM)
 
 
 def _one_run(key: str, spec: tuple, method: str, seed: int, plan: dict, folder: Path) -> dict:
-    """One study: its curve (regret or hypervolume regret) and seconds per BO iteration."""
+    """One study: its curve (regret or hypervolume regret) and seconds per BO iteration.
+
+    The study lives in ``folder``; if its file is there already (a killed run),
+    it continues from the trials stored, so nothing evaluated is redone. The
+    seconds of each model-based ``ask`` go to a ``.seconds.jsonl`` file beside it.
+    """
+    import json
+
     import numpy as np
 
-    from bayes.bo.problems import get_problem
     from bayes.bo.study import Study
 
     name, noise, n_init, budget = spec
-    problem = get_problem(name, noise_std=noise)
-    clean = get_problem(name)
+    problem = _problem(name, noise)
+    clean = _problem(name)
     multi = problem.optimum is None
     common = {"objectives": problem.objectives, "seed": seed, "ref_point": problem.ref_point,
               "optimum": problem.optimum}  # fmt: skip
     path = folder / f"{key}-{method}-{seed}.db"
-    if method == "sobol":
+    timing = path.with_suffix(".seconds.jsonl")
+    if plan.get("finished_only"):
+        if not path.exists():
+            return {"error": "not run"}
+        study = Study.load(path)
+        done = len(study.trials(["complete"]))
+        study.close()
+        if done < budget:
+            return {"error": f"unfinished ({done} of {budget} evaluations)"}
+    if path.exists():
+        study = Study.load(path)
+    elif method == "sobol":
         # Same seed, same scrambled Sobol sequence: the first n_init points coincide.
         study = Study.create(path, problem.space, n_initial=budget, **common)
     else:
@@ -103,19 +179,25 @@ def _one_run(key: str, spec: tuple, method: str, seed: int, plan: dict, folder: 
             acquisition=acquisition, acquisition_options=plan["acquisition_options"],
             n_initial=n_init, **common,
         )  # fmt: skip
-    seconds: list[float] = []
     try:
-        for i in range(budget):
+        # A trial asked but not told before an interruption is evaluated first.
+        for trial in study.trials(["pending", "running"]):
+            study.tell(trial, problem.objective(trial.params))
+        while len(study.trials(["complete"])) < budget:
             t0 = time.perf_counter()
             (trial,) = study.ask(1)
-            if i >= n_init:
-                seconds.append(time.perf_counter() - t0)
+            if trial.source != "sobol":
+                with timing.open("a") as fh:
+                    fh.write(json.dumps({"trial": trial.id, "s": time.perf_counter() - t0}) + "\n")
             study.tell(trial, problem.objective(trial.params))
-        trials = sorted(study.trials(["complete"]), key=lambda t: t.id)
+        trials = sorted(study.trials(["complete"]), key=lambda t: t.id)[:budget]
     except Exception as err:  # a surrogate that fails is reported, not fatal for the rest
         return {"error": f"{type(err).__name__}: {err}"}
     finally:
         study.close()
+    seconds = []
+    if timing.exists():
+        seconds = [json.loads(line)["s"] for line in timing.read_text().splitlines() if line]
     if multi:
         curve = _hypervolume_regret(problem, [t.outcomes for t in trials])
     else:
@@ -161,9 +243,12 @@ def _summarize(key: str, spec: tuple, runs: dict[str, list[dict]], num_seeds: in
             se = R.std(0, ddof=1) / np.sqrt(len(R)) if len(R) > 1 else np.zeros(R.shape[1])
             secs = np.concatenate([np.asarray(r["seconds"]) for r in ok])
             info.update(
+                num_seeds=len(ok),
                 regret_mean=R.mean(0), regret_se=se, final_regret_mean=float(R[:, -1].mean()),
                 final_regret_se=float(se[-1]),
                 seconds_per_iteration=float(secs.mean()) if len(secs) else 0.0,
+                # The mean carries the first rounds' compilation; the median does not.
+                seconds_per_iteration_median=float(np.median(secs)) if len(secs) else 0.0,
             )  # fmt: skip
             if len(ok) == num_seeds:
                 finals[method] = R[:, -1]
@@ -197,7 +282,9 @@ def _plot(ctx: RunContext, key: str, entry: dict) -> None:
         mean, se = np.asarray(v["regret_mean"]), np.asarray(v["regret_se"])
         steps = np.arange(1, len(mean) + 1)
         style = {"color": "k", "ls": "--"} if method == "sobol" else {"color": f"C{i}"}
-        ax.plot(steps, mean, label=method, lw=1.3, **style)
+        # A method cut short by the time budget says on how many seeds its curve rests.
+        label = method if v["num_seeds"] == entry["num_seeds"] else f"{method} ({v['num_seeds']})"
+        ax.plot(steps, mean, label=label, lw=1.3, **style)
         ax.fill_between(steps, np.maximum(mean - se, 1e-6 * mean.max()), mean + se,
                         color=style["color"], alpha=0.12)  # fmt: skip
     ax.axvline(entry["n_initial"] + 0.5, color="k", lw=0.8, ls=":")
@@ -213,8 +300,15 @@ def _plot(ctx: RunContext, key: str, entry: dict) -> None:
     ctx.savefig(fig, f"bo_bnn_{key}")
 
 
-def run_plan(ctx: RunContext, plan: dict[str, Any]) -> dict:
+def run_plan(ctx: RunContext, plan: dict[str, Any], store: str | Path | None = None) -> dict:
     """Run a plan (see :data:`PLANS`): every method, problem and seed; plots per problem.
+
+    Args:
+        ctx: Run context (seed, output folder, progress).
+        plan: Problems, seeds, methods and options (see :data:`PLANS`).
+        store: Folder that keeps every study's store file; a rerun with the same
+            folder resumes (finished studies are only read). Default: a
+            temporary folder, removed at the end.
 
     Returns:
         Per problem: curves (mean and s.e. per evaluation), final values, seconds
@@ -228,13 +322,19 @@ def run_plan(ctx: RunContext, plan: dict[str, Any]) -> dict:
                  "acquisition_options": plan["acquisition_options"]},
     }  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(store) if store is not None else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         for key, spec in problems.items():
-            methods = _methods(1 if spec[0] != "branincurrin" else 2, plan.get("skip", ()))
-            jobs = [(m, s) for s in range(num_seeds) for m in methods]
+            methods = _methods(1 if spec[0] != "branincurrin" else 2, plan)
+            # Seed by seed, the "late" methods after all seeds of the others: a run cut
+            # short still has every seed of the main comparison.
+            late = [m for m in methods if m in plan.get("late", ())]
+            jobs = [(m, s) for group in ([m for m in methods if m not in late], late)
+                    for s in range(num_seeds) for m in group]  # fmt: skip
             runs: dict[str, list[dict]] = {m: [] for m in methods}
             for method, s in ctx.track(jobs, total=len(jobs), desc=f"bo-bnn {key}"):
                 seed = ctx.seed * 1000 + s
-                runs[method].append(_one_run(key, spec, method, seed, plan, Path(tmp)))
+                runs[method].append(_one_run(key, spec, method, seed, plan, folder))
             results[key] = _summarize(key, spec, runs, num_seeds)
             _plot(ctx, key, results[key])
             ranking = ", ".join(r["method"] for r in results[key].get("ranking", []))
@@ -246,21 +346,33 @@ if __name__ == "__main__":
     import argparse
     import json
 
+    from bayes.config import enable_compilation_cache
     from bayes.experiments import to_jsonable
 
     parser = argparse.ArgumentParser(description="Run a bo-bnn plan outside the registry.")
     parser.add_argument("--plan", choices=sorted(PLANS), default="medium")
     parser.add_argument("--problems", default=None, help="comma-separated subset of the plan")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-seeds", type=int, default=None, help="override the plan's")
+    parser.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="only summarize the studies finished in --store; run nothing",
+    )
     parser.add_argument("--out", default="results/bo-bnn-medium")
+    parser.add_argument("--store", default=None, help="keep the studies here; a rerun resumes")
     args = parser.parse_args()
     chosen = dict(PLANS[args.plan])
     if args.problems:
         chosen["problems"] = {k: chosen["problems"][k] for k in args.problems.split(",")}
+    chosen["finished_only"] = args.finished_only
+    if args.num_seeds:
+        chosen["num_seeds"] = args.num_seeds
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    enable_compilation_cache()  # a resumed run reuses the compiled programs
     context = RunContext(quick=args.plan == "quick", seed=args.seed, out=out)
     started = time.perf_counter()
-    record = run_plan(context, chosen)
+    record = run_plan(context, chosen, store=args.store)
     record["wall_s"] = time.perf_counter() - started
     (out / "results.json").write_text(json.dumps(to_jsonable(record), indent=1))

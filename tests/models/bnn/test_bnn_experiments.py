@@ -1,4 +1,5 @@
-"""The registered ``bo-bnn`` experiment: quick run structure, shared design, hypervolume."""
+"""The registered ``bo-bnn`` experiment: quick run structure, shared design, hypervolume,
+the embedded Hartmann6 problem and resuming an interrupted study."""
 
 from __future__ import annotations
 
@@ -53,11 +54,89 @@ def test_bo_bnn_quick(tmp_path: Path):
         np.testing.assert_allclose(curve[:n_init], first[:n_init], err_msg=name)
         assert np.all(np.diff(curve) <= 1e-12), name  # the incumbent never gets worse
         assert np.all(curve >= -1e-9), name  # never below the known optimum
+        assert info["num_seeds"] == 2, name
         if name != "sobol":
             assert info["seconds_per_iteration"] > 0, name
+            assert info["seconds_per_iteration_median"] > 0, name
     ranking = branin["ranking"]
     assert sorted(r["method"] for r in ranking) == sorted(methods)
     ranks = [r["mean_rank"] for r in ranking]
     assert ranks == sorted(ranks)
     # Mean ranks of n methods always average to (n + 1) / 2.
     assert np.mean(ranks) == pytest.approx((len(methods) + 1) / 2)
+
+
+def test_embedded_hartmann6_depends_only_on_its_active_coordinates():
+    from bayes.models.bnn.experiments import EmbeddedHartmann6, _problem
+
+    problem = _problem("hartmann6-50")
+    objective = problem.objective
+    assert problem.space.dim == 50 and len(set(objective.active)) == 6
+    # Hartmann6's minimizer (Surjanovic & Bingham) on the active coordinates, anything elsewhere.
+    best = [0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573]
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        u = rng.random(50)
+        u[list(objective.active)] = best
+        value = objective({f"x{i}": v for i, v in enumerate(u)})
+        assert value == pytest.approx(problem.optimum, abs=1e-5)
+    # Moving only inactive coordinates leaves the value unchanged; an active one changes it.
+    u = rng.random(50)
+    base = objective({f"x{i}": v for i, v in enumerate(u)})
+    inactive = sorted(set(range(50)) - set(objective.active))
+    v = u.copy()
+    v[inactive] = rng.random(len(inactive))
+    assert objective({f"x{i}": x for i, x in enumerate(v)}) == base
+    v[objective.active[0]] = 1.0 - v[objective.active[0]]
+    assert objective({f"x{i}": x for i, x in enumerate(v)}) != base
+    with pytest.raises(ValueError, match="active"):
+        EmbeddedHartmann6(10, active=(0, 1, 2, 3, 4, 4))
+    with pytest.raises(ValueError, match="noisy"):
+        _problem("hartmann6-50", 0.1)
+
+
+def test_highdim_plan_runs_the_chosen_surrogates_and_sobol():
+    from bayes.models.bnn.experiments import PLANS, _methods
+
+    plan = PLANS["highdim"]
+    assert _methods(1, plan) == ["gp", "ensemble", "ibnn", "stp", "sobol"]
+    assert {spec[0] for spec in plan["problems"].values()} == {"ackley50", "hartmann6-50"}
+    assert _methods(1, PLANS["quick"])[-1] == "sobol" and "saas" not in _methods(1, PLANS["medium"])
+
+
+def test_an_interrupted_study_resumes_to_the_uninterrupted_curve(tmp_path: Path):
+    from bayes.models.bnn.experiments import _ACQ_SMALL, _one_run
+
+    from bayes.bo.problems import get_problem
+    from bayes.bo.study import Study
+
+    plan = {"surrogate_options": {}, "acquisition_options": _ACQ_SMALL}
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    whole.mkdir(), cut.mkdir()
+    spec = ("branin", 0.0, 4, 7)
+    full = _one_run("branin", spec, "gp", 3, plan, whole)
+    # Stop after 5 evaluations plus one suggestion that was never evaluated.
+    part = _one_run("branin", (*spec[:3], 5), "gp", 3, plan, cut)
+    assert len(part["curve"]) == 5 and len(part["seconds"]) == 1
+    study = Study.load(cut / "branin-gp-3.db")
+    study.ask(1)
+    study.close()
+    resumed = _one_run("branin", spec, "gp", 3, plan, cut)
+    np.testing.assert_allclose(resumed["curve"], full["curve"], rtol=1e-9)
+    trials = Study.load(cut / "branin-gp-3.db").trials()
+    assert [t.state for t in trials] == ["complete"] * 7
+    problem = get_problem("branin")
+    assert resumed["curve"][-1] == pytest.approx(
+        min(t.outcomes["y"] for t in trials) - problem.optimum
+    )
+    # Seconds: one per model-based ask made by _one_run (the manual ask is not timed).
+    assert len(full["seconds"]) == 3 and len(resumed["seconds"]) == 2
+    # Summarizing only: finished studies are read back, others are reported, nothing runs.
+    summary = {**plan, "finished_only": True}
+    again = _one_run("branin", spec, "gp", 3, summary, whole)
+    np.testing.assert_allclose(again["curve"], full["curve"])
+    assert again["seconds"] == full["seconds"]
+    longer = _one_run("branin", (*spec[:3], 9), "gp", 3, summary, whole)
+    assert longer == {"error": "unfinished (7 of 9 evaluations)"}
+    assert _one_run("branin", spec, "ibnn", 3, summary, whole) == {"error": "not run"}
+    assert len(Study.load(whole / "branin-gp-3.db").trials()) == 7
