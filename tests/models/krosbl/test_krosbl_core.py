@@ -38,6 +38,8 @@ def test_estep_matches_dense_posterior(x64, is_complex: bool) -> None:
     np.testing.assert_allclose(post.mean, mean, atol=1e-10, rtol=0)
     np.testing.assert_allclose(post.var, np.real(np.diag(sigma)), atol=1e-10, rtol=0)
     assert abs(float(post.cost) - cost) < 1e-10 * max(1.0, abs(cost))
+    residual = np.sum(np.abs(np.asarray(p.y) - a @ mean) ** 2)
+    assert abs(float(post.residual) - residual) < 1e-10 * residual
     dense = krosbl.dense_estep(p.y, jnp.asarray(a), jnp.asarray(gamma), noise_var)
     np.testing.assert_allclose(dense.mean, mean, atol=1e-10, rtol=0)
     np.testing.assert_allclose(dense.var, np.real(np.diag(sigma)), atol=1e-10, rtol=0)
@@ -46,6 +48,27 @@ def test_estep_matches_dense_posterior(x64, is_complex: bool) -> None:
     pruned = krosbl.kron_estep(p.y, p.factors, gammas, noise_var)
     dead = np.asarray(krosbl.kron_vector(gammas)) == 0
     assert np.all(np.asarray(pruned.mean)[dead] == 0) and np.all(np.asarray(pruned.var)[dead] == 0)
+
+
+def test_svd_mstep_power_iteration_matches_lapack_svd(x64) -> None:
+    # SVD-KroSBL's rank-1 step takes the leading left singular vector of a
+    # nonnegative unfolding by warm-started power iteration; it must agree with
+    # a full SVD, also from a poor warm start and with a small spectral gap.
+    from bayes.models.krosbl.sbl import _leading_left_vector
+
+    rng = np.random.default_rng(0)
+    u1, v1 = rng.uniform(size=8), rng.uniform(size=30)
+    cases = [
+        rng.uniform(size=(8, 30)) ** 4,
+        np.outer(u1, v1) + 0.3 * rng.uniform(size=(8, 30)),
+        # Singular values in ratio 0.95 (reducible: disjoint row and column blocks).
+        np.kron(np.diag([1.0, 0.95]), np.ones((4, 15))),
+    ]
+    for mat in cases:
+        ref = np.abs(np.linalg.svd(mat)[0][:, 0])
+        for start in (np.ones(8), rng.uniform(size=8), np.eye(8)[7]):
+            u = np.asarray(_leading_left_vector(jnp.asarray(mat), jnp.asarray(start)))
+            np.testing.assert_allclose(u, ref, atol=1e-10)
 
 
 def test_kron_matvec_matches_dense(x64) -> None:
