@@ -34,12 +34,17 @@ class Network(NamedTuple):
             outputs of shape ``(N, out_dim)``.
         num_params: ``D``, the length of ``theta``.
         sizes: Layer widths ``(in_dim, hidden..., out_dim)``.
+        gauss_newton_diag: Optional ``gauss_newton_diag(theta, x, out_hessian) -> (D,)``,
+            the diagonal of ``sum_n J_n^T H_n J_n`` with ``J_n`` the ``(out_dim, D)``
+            Jacobian of the outputs at ``x[n]`` and ``H_n = out_hessian[n]`` of shape
+            ``(out_dim, out_dim)``. ``None``: callers form per-example Jacobians.
     """
 
     init: Callable[..., jax.Array]
     apply: Callable[[jax.Array, jax.Array], jax.Array]
     num_params: int
     sizes: tuple[int, ...]
+    gauss_newton_diag: Callable[[jax.Array, jax.Array, jax.Array], jax.Array] | None = None
 
 
 def _init_layers(
@@ -95,4 +100,34 @@ def mlp(
             h = act(h @ layer["w"] + layer["b"])
         return h @ layers[-1]["w"] + layers[-1]["b"]
 
-    return Network(init=init, apply=apply, num_params=int(flat.shape[0]), sizes=sizes)
+    def gauss_newton_diag(theta: jax.Array, x: jax.Array, out_hessian: jax.Array) -> jax.Array:
+        # The per-example gradient of output o in W_l is the outer product
+        # h_{l-1,n} (x) delta^o_{l,n}, so sum_n sum_ab H_nab (h (x) delta^a)(h (x) delta^b),
+        # squared elementwise, is (h^2)^T q with q_n = sum_ab H_nab delta^a_n delta^b_n:
+        # one matrix product per layer instead of N backward passes.
+        layers = unravel(theta)
+        inputs, slopes, h = [], [], x
+        for layer in layers[:-1]:
+            z = h @ layer["w"] + layer["b"]
+            inputs.append(h)
+            h, slope = jax.jvp(act, (z,), (jnp.ones_like(z),))
+            slopes.append(slope)
+        inputs.append(h)
+        out_dim = sizes[-1]
+        # delta^o at the output layer: one-hot rows, shape (O, N, O)
+        delta = jnp.broadcast_to(jnp.eye(out_dim)[:, None, :], (out_dim, x.shape[0], out_dim))
+        diag = [None] * len(layers)
+        for i in range(len(layers) - 1, -1, -1):
+            q = jnp.einsum("nab,anj,bnj->nj", out_hessian, delta, delta)
+            diag[i] = {"w": (inputs[i] ** 2).T @ q, "b": q.sum(0)}
+            if i > 0:
+                delta = (delta @ layers[i]["w"].T) * slopes[i - 1]
+        return ravel_pytree(diag)[0]
+
+    return Network(
+        init=init,
+        apply=apply,
+        num_params=int(flat.shape[0]),
+        sizes=sizes,
+        gauss_newton_diag=gauss_newton_diag,
+    )

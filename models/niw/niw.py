@@ -136,14 +136,17 @@ def local_posterior(
 
 
 def _nll_and_curvature(network, likelihood, theta, x, y, lik_params):
-    def out_one(th, xi):
-        return network.apply(th, xi[None])[0]
-
-    jac = jax.vmap(jax.jacrev(out_one), in_axes=(None, 0))(theta, x)  # (N, O, D)
     outputs = network.apply(theta, x)
     nll_one = lambda o, yi: likelihood.nll(o, yi, lik_params)  # noqa: E731
     nll = jnp.sum(jax.vmap(nll_one)(outputs, y))
     hess = jax.vmap(jax.hessian(nll_one))(outputs, y)  # (N, O, O)
+    if getattr(network, "gauss_newton_diag", None) is not None:
+        return nll, network.gauss_newton_diag(theta, x, hess)
+
+    def out_one(th, xi):
+        return network.apply(th, xi[None])[0]
+
+    jac = jax.vmap(jax.jacrev(out_one), in_axes=(None, 0))(theta, x)  # (N, O, D)
     return nll, jnp.einsum("nad,nab,nbd->d", jac, hess, jac)
 
 

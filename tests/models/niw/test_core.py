@@ -242,3 +242,17 @@ def test_predict_without_vi_draws_from_the_closed_form(np_rng: np.random.Generat
     # Sample variance of S Gaussian draws: relative s.e. sqrt(2 / (S - 1)).
     rel = np.sqrt(2.0 / (draws.shape[0] - 1))
     assert np.all(np.abs(draws.var(0, ddof=1) / var - 1) < 4 * rel), (draws.var(0), var)
+
+
+@pytest.mark.parametrize(("sizes", "activation"), [((2, 7, 5, 1), "relu"), ((3, 6, 4), "tanh")])
+def test_mlp_gauss_newton_diag_matches_per_example_jacobians(x64, sizes, activation) -> None:
+    net = N.mlp(sizes, activation)
+    theta = net.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (9, sizes[0]))
+    root = jax.random.normal(jax.random.key(2), (9, sizes[-1], sizes[-1]))
+    hess = root @ root.transpose(0, 2, 1)  # one PSD output Hessian per point
+    jac = jax.vmap(jax.jacrev(lambda th, xi: net.apply(th, xi[None])[0]), in_axes=(None, 0))(
+        theta, x
+    )
+    brute = jnp.einsum("nad,nab,nbd->d", jac, hess, jac)
+    np.testing.assert_allclose(net.gauss_newton_diag(theta, x, hess), brute, rtol=1e-10)
