@@ -300,6 +300,20 @@ def _plot(ctx: RunContext, key: str, entry: dict) -> None:
     ctx.savefig(fig, f"bo_bnn_{key}")
 
 
+def _jobs(methods: list[str], plan: dict[str, Any]) -> list[tuple[str, int]]:
+    """``(method, seed index)`` in running order.
+
+    Seed by seed, and the plan's ``late`` methods after all seeds of the others,
+    so a run cut short still has every seed of the main comparison. A plan's
+    ``seeds`` (indices) restricts the run to those seeds, so that several
+    processes can share a store folder without working on the same study.
+    """
+    late = [m for m in methods if m in plan.get("late", ())]
+    seeds = [s for s in plan.get("seeds", range(plan["num_seeds"])) if s < plan["num_seeds"]]
+    return [(m, s) for group in ([m for m in methods if m not in late], late)
+            for s in seeds for m in group]  # fmt: skip
+
+
 def run_plan(ctx: RunContext, plan: dict[str, Any], store: str | Path | None = None) -> dict:
     """Run a plan (see :data:`PLANS`): every method, problem and seed; plots per problem.
 
@@ -326,11 +340,7 @@ def run_plan(ctx: RunContext, plan: dict[str, Any], store: str | Path | None = N
         folder.mkdir(parents=True, exist_ok=True)
         for key, spec in problems.items():
             methods = _methods(1 if spec[0] != "branincurrin" else 2, plan)
-            # Seed by seed, the "late" methods after all seeds of the others: a run cut
-            # short still has every seed of the main comparison.
-            late = [m for m in methods if m in plan.get("late", ())]
-            jobs = [(m, s) for group in ([m for m in methods if m not in late], late)
-                    for s in range(num_seeds) for m in group]  # fmt: skip
+            jobs = _jobs(methods, plan)
             runs: dict[str, list[dict]] = {m: [] for m in methods}
             for method, s in ctx.track(jobs, total=len(jobs), desc=f"bo-bnn {key}"):
                 seed = ctx.seed * 1000 + s
@@ -355,6 +365,11 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-seeds", type=int, default=None, help="override the plan's")
     parser.add_argument(
+        "--only-seeds",
+        default=None,
+        help="comma-separated seed indices to run (one process per share)",
+    )
+    parser.add_argument(
         "--finished-only",
         action="store_true",
         help="only summarize the studies finished in --store; run nothing",
@@ -366,6 +381,8 @@ if __name__ == "__main__":
     if args.problems:
         chosen["problems"] = {k: chosen["problems"][k] for k in args.problems.split(",")}
     chosen["finished_only"] = args.finished_only
+    if args.only_seeds:
+        chosen["seeds"] = [int(v) for v in args.only_seeds.split(",")]
     if args.num_seeds:
         chosen["num_seeds"] = args.num_seeds
     out = Path(args.out)

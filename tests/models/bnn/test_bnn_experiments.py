@@ -96,11 +96,16 @@ def test_embedded_hartmann6_depends_only_on_its_active_coordinates():
 
 
 def test_highdim_plan_runs_the_chosen_surrogates_and_sobol():
-    from bayes.models.bnn.experiments import PLANS, _methods
+    from bayes.models.bnn.experiments import PLANS, _jobs, _methods
 
     plan = PLANS["highdim"]
     assert _methods(1, plan) == ["gp", "ensemble", "ibnn", "stp", "sobol"]
     assert {spec[0] for spec in plan["problems"].values()} == {"ackley50", "hartmann6-50"}
+    # Every seed of the main comparison before the late method; a seed share runs only its own.
+    jobs = _jobs(["gp", "stp", "sobol"], {**plan, "num_seeds": 2})
+    assert jobs == [("gp", 0), ("sobol", 0), ("gp", 1), ("sobol", 1), ("stp", 0), ("stp", 1)]
+    share = _jobs(["gp", "stp", "sobol"], {**plan, "num_seeds": 3, "seeds": [2, 5]})
+    assert share == [("gp", 2), ("sobol", 2), ("stp", 2)]
     assert _methods(1, PLANS["quick"])[-1] == "sobol" and "saas" not in _methods(1, PLANS["medium"])
 
 
