@@ -1,9 +1,10 @@
 """The chunk loop behind :func:`bayes.sample` for HMC-type methods.
 
 A run is a sequence of global steps ``t = 0 .. num_warmup + num_samples - 1``.
-Chunks start at multiples of ``chunk_size`` from the start of each phase, so
+Chunks start at multiples of the chunk size from the start of each phase, so
 a resumed run makes exactly the compiled calls an uninterrupted one makes
-and reproduces its draws bit for bit.
+and reproduces its draws bit for bit (with a checkpoint the chunk size does
+not depend on whether a progress bar is shown).
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class Run:
         self.divergences = {"warmup": 0, "sampling": 0}
         self.grad_evals = 0
         self._mark = 0.0  # end of the last collection, for phase timings
+        self.chunk_size = settings.chunk_size
+        self._programs: dict[tuple[str, int], Any] = {}  # (method, steps) -> chunk program
 
     def fingerprint(self) -> dict[str, Any]:
         spec = self.target.spec
@@ -148,7 +151,7 @@ class Run:
         JAX dispatches asynchronously, so the chunk runs while the caller
         collects the previous one.
         """
-        size = self.settings.chunk_size
+        size = self.chunk_size
         phase_end = self.num_adapt if t < self.num_adapt else self.total
         n = min(size, phase_end - t)
         stage = self.stage[t : t + n] if t < self.num_adapt else np.zeros(n, np.int32)
@@ -161,10 +164,13 @@ class Run:
         # XLA may return some state leaves replicated across devices, but the
         # program is compiled for the chain sharding of its first call
         states = _shard_chains(states, self.num_chains)
-        program, compile_s = sampling._chunk_program(
-            self.target, method, self.settings, states, args
-        )
-        self.timings["compile_s"] += compile_s
+        program = self._programs.get((method, n))
+        if program is None:  # looked up once per run: the lookup hashes every argument's shape
+            program, compile_s = sampling._chunk_program(
+                self.target, method, self.settings, states, args
+            )
+            self.timings["compile_s"] += compile_s
+            self._programs[(method, n)] = program
         dispatched = time.perf_counter()
         states, info = program(states, self.target.data, *args)
         return states, n, info, dispatched
@@ -194,8 +200,13 @@ class Run:
         sampling._after_chunk({"t": t, "total": self.total})
 
     def execute(self, progress: bool):
-        from bayes._progress import progress_bar
+        from bayes._progress import progress_bar, progress_enabled
 
+        if self.chunk_size is None:
+            self.chunk_size = sampling.auto_chunk_size(
+                (self.num_adapt, self.num_samples),
+                interactive=progress_enabled(progress) or self.checkpoint is not None,
+            )
         t, states = self._start()
         done = t  # steps recorded; t counts steps dispatched
         interrupted = False

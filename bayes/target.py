@@ -91,12 +91,14 @@ class TargetSpec:
         return {**dict(self.static_data), **(data or {})}
 
     def logdensity(self, position: PyTree, data: Mapping[str, Any] | None) -> jax.Array:
-        """Log-density at an unconstrained ``position`` (scalar), Jacobians included."""
-        if self.kind == "logdensity":
-            return jnp.asarray(self.fn(position, **self.kwargs(data)))
-        from numpyro.infer.util import potential_energy
+        """Log-density at an unconstrained ``position`` (scalar), Jacobians included.
 
-        return -potential_energy(self.fn, (), self.kwargs(data), position)
+        A call of one jitted function: JAX caches its trace by ``self`` and the
+        argument shapes, so the model is traced once per process, however
+        many programs (initial points, warmup and sampling chunks, ChEES)
+        use it, instead of once or more per program.
+        """
+        return _logdensity(self, position, data)
 
     def constrain(self, position: PyTree, data: Mapping[str, Any] | None) -> dict[str, Any]:
         """Constrained values of one position, deterministic sites included."""
@@ -116,6 +118,15 @@ class TargetSpec:
 
         model_trace = trace(substitute(self.fn, dict(constrained))).get_trace(**self.kwargs(data))
         return {n: model_trace[n]["fn"].log_prob(model_trace[n]["value"]) for n in names}
+
+
+@partial(jax.jit, static_argnums=0)
+def _logdensity(spec: TargetSpec, position: PyTree, data: Mapping[str, Any] | None) -> jax.Array:
+    if spec.kind == "logdensity":
+        return jnp.asarray(spec.fn(position, **spec.kwargs(data)))
+    from numpyro.infer.util import potential_energy
+
+    return -potential_energy(spec.fn, (), spec.kwargs(data), position)
 
 
 @partial(jax.jit, static_argnames=("spec", "num_chains", "max_tries", "per_chain"))
@@ -371,7 +382,8 @@ def _from_numpyro(model: Callable, data: Mapping[str, Any] | None) -> Target:
     static, dynamic = split_data(data)
     spec = TargetSpec(model, "numpyro", static)
     shapes, observed_names = _probe(spec, dynamic)
-    example = {n: jnp.zeros(s, dtype=jnp.result_type(float)) for n, s in shapes.items()}
+    # NumPy zeros: jnp.zeros would run (in a fresh process, load) two small programs
+    example = {n: np.zeros(s, dtype=jnp.result_type(float)) for n, s in shapes.items()}
     return Target(spec, dynamic, example, observed_names, center=example, radius=2.0)
 
 

@@ -25,7 +25,6 @@ import jax.numpy as jnp
 import numpy as np
 from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
 from blackjax.adaptation.step_size import dual_averaging_adaptation
-from blackjax.adaptation.window_adaptation import build_schedule
 
 __all__ = ["WindowAdaptationState", "schedule", "window_adaptation"]
 
@@ -56,11 +55,28 @@ def schedule(num_warmup: int) -> tuple[np.ndarray, np.ndarray]:
         ``(stage, window_end)``, each of shape ``(num_warmup,)``: stage 0 is a
         fast (step size only) step, 1 a slow one; ``window_end`` marks the last
         step of each slow window.
+
+    The windows are those of BlackJAX's ``build_schedule`` (initial fast
+    buffer 75, first slow window 25, final fast buffer 50, shrunk for short
+    warmups), computed in NumPy: ``build_schedule`` returns a ``jnp`` array,
+    whose conversion is a small program to load in a fresh process.
     """
-    if num_warmup == 0:
-        return np.zeros(0, np.int32), np.zeros(0, bool)
-    sched = np.asarray(build_schedule(num_warmup))
-    return sched[:, 0].astype(np.int32), sched[:, 1].astype(bool)
+    stage, window_end = np.zeros(num_warmup, np.int32), np.zeros(num_warmup, bool)
+    if num_warmup < 20:  # too short to estimate a mass matrix: step size only
+        return stage, window_end
+    initial, first, final = 75, 25, 50
+    if initial + first + final > num_warmup:
+        initial, final = int(0.15 * num_warmup), int(0.1 * num_warmup)
+        first = num_warmup - initial - final
+    final_start = num_warmup - final
+    start, size = initial, first
+    while start < final_start:
+        if 3 * size > final_start - start:  # the next window would not fit: extend this one
+            size = final_start - start
+        stage[start : start + size] = 1
+        window_end[start + size - 1] = True
+        start, size = start + size, 2 * size
+    return stage, window_end
 
 
 def window_adaptation(

@@ -8,6 +8,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+from bayes.inference.mcmc import schedule
 
 import bayes
 from bayes import posteriordb, sampling
@@ -76,6 +77,12 @@ def test_groups_stats_and_attrs(exact_run):
     assert attrs["method"] == "nuts" and attrs["partial"] == 0
     assert attrs["compile_s"] > 0 and attrs["sampling_s"] > 0 and attrs["warmup_s"] > 0
     assert 0.6 < float(stats["acceptance_rate"].mean()) < 0.95
+
+
+def test_model_traced_once_per_process(exact_run):
+    # initial points, warmup and sampling chunks share one trace of the log-density
+    _, traces_after_first = exact_run
+    assert traces_after_first == 1
 
 
 def test_second_call_does_not_retrace(exact_run):
@@ -161,3 +168,27 @@ def test_external_methods_dispatch_or_explain():
             assert module in str(err)
         else:
             assert callable(fn)
+
+
+@pytest.mark.parametrize("num_warmup", [0, 1, 19, 20, 21, 100, 149, 150, 151, 500, 1000, 1234])
+def test_schedule_is_blackjax_window_schedule(num_warmup):
+    from blackjax.adaptation.window_adaptation import build_schedule
+
+    stage, window_end = schedule(num_warmup)
+    assert stage.shape == window_end.shape == (num_warmup,)
+    if num_warmup:
+        reference = np.asarray(build_schedule(num_warmup))
+        np.testing.assert_array_equal(stage, reference[:, 0])
+        np.testing.assert_array_equal(window_end, reference[:, 1].astype(bool))
+
+
+def test_auto_chunk_size():
+    auto = sampling.auto_chunk_size
+    assert auto((1000, 1000), interactive=True) == 100
+    assert auto((1000, 1000), interactive=False) == 250  # four calls per phase
+    assert auto((2000, 1000), interactive=False) == 500
+    assert auto((300, 1000), interactive=False) == 100  # one length dividing both phases
+    assert auto((333, 1000), interactive=False) == 250  # none >= 100: a short last chunk
+    assert auto((0, 10), interactive=False) == 100
+    with pytest.raises(ValueError, match="chunk_size must be an integer >= 1"):
+        bayes.sample(exact_logdensity, initial_position=INITIAL, chunk_size=0)
