@@ -9,12 +9,15 @@
   and the global NumPy/``random`` seeds reset before each test.
 - ``slow`` marks long statistical runs; they still run in CI.
 - OpenBLAS runs one thread (``OPENBLAS_NUM_THREADS=1`` unless set).
+- Compiled programs are released after each test module (see
+  ``_release_compiled_programs``).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import sys
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("BAYES_PROGRESS", "0")
@@ -49,6 +52,26 @@ def pytest_configure(config: pytest.Config) -> None:
 def _fixed_seeds() -> None:
     np.random.seed(SEED % 2**32)
     random.seed(SEED)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop every compiled program after a test module.
+
+    XLA:CPU maps each loaded executable into about 18 memory regions, and the
+    kernel caps a process at ``vm.max_map_count`` (65530) of them. The whole
+    suite in one process loads thousands of programs; without this, XLA
+    crashed (de)serializing a program for the persistent cache late in the
+    run, when it could not map more memory.
+    """
+    yield
+    jax = sys.modules.get("jax")
+    if jax is None:
+        return
+    sampling = sys.modules.get("bayes.sampling")
+    if sampling is not None:
+        sampling._COMPILED.clear()
+    jax.clear_caches()
 
 
 @pytest.fixture
