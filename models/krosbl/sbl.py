@@ -190,7 +190,9 @@ def _leading_left_vector(mat: jax.Array, start: jax.Array) -> jax.Array:
         new = normalize(power @ u)
         return new, jnp.max(jnp.abs(new - u)), trips + 1
 
-    u, _, _ = jax.lax.while_loop(cond, body, (u0, jnp.asarray(jnp.inf, mat.dtype), 0))
+    # A zero matrix (everything pruned) has nothing to converge to: no trips.
+    change0 = jnp.where(jnp.trace(gram) > 0, jnp.inf, 0.0).astype(mat.dtype)
+    u, _, _ = jax.lax.while_loop(cond, body, (u0, change0, 0))
     return u
 
 

@@ -69,6 +69,8 @@ def test_svd_mstep_power_iteration_matches_lapack_svd(x64) -> None:
         for start in (np.ones(8), rng.uniform(size=8), np.eye(8)[7]):
             u = np.asarray(_leading_left_vector(jnp.asarray(mat), jnp.asarray(start)))
             np.testing.assert_allclose(u, ref, atol=1e-10)
+    # Everything pruned: a zero vector, not NaN.
+    assert np.all(np.asarray(_leading_left_vector(jnp.zeros((8, 30)), jnp.ones(8))) == 0)
 
 
 def test_kron_matvec_matches_dense(x64) -> None:
