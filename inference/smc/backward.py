@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from bayes.inference.smc._rng import uniforms
 from bayes.inference.smc.resampling import multinomial
 from jax import Array
 
@@ -93,6 +94,13 @@ def categorical_rows(
     return _draw_rows(rng_key, lambda: logits, num_draws, reference)
 
 
+def _cumsum(x: Array) -> Array:
+    # Cumulative sum over the last (short) axis as a product with a triangular
+    # matrix: one kernel, where XLA:CPU's cumsum is a chain of reduce-windows.
+    k = x.shape[-1]
+    return x @ jnp.triu(jnp.ones((k, k), x.dtype))
+
+
 def _draw_rows(
     rng_key: Array, logits_fn: Callable[[], Array], num_draws: int, reference: Array | None
 ) -> Array:
@@ -121,14 +129,14 @@ def _draw_rows(
             return masses(logits, jnp.where(unsafe, _row_max(logits), shift))
 
         probs, mass = jax.lax.cond(jnp.any(unsafe), rerun, lambda _: (probs, mass), None)
-    cum_mass = jnp.cumsum(mass, axis=-1)
-    u = jax.random.uniform(rng_key, (m, num_draws), dtype=probs.dtype) * cum_mass[:, -1:]
+    cum_mass = _cumsum(mass)
+    u = uniforms(rng_key, (m, num_draws), probs.dtype) * cum_mass[:, -1:]
     # side="right" inverse CDF: the number of cumulative values <= u.
     block = jnp.sum(cum_mass[:, None, :] <= u[:, :, None], axis=-1)
     block = jnp.minimum(block, blocks - 1)
     below = jnp.take_along_axis(cum_mass - mass, block, axis=-1)
     inside = jnp.take_along_axis(probs, block[:, :, None], axis=1)
-    col = jnp.sum(jnp.cumsum(inside, axis=-1) <= (u - below)[:, :, None], axis=-1)
+    col = jnp.sum(_cumsum(inside) <= (u - below)[:, :, None], axis=-1)
     col = jnp.minimum(col, size - 1)
     return jnp.minimum(block * size + col, n - 1).astype(jnp.int32)
 

@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from bayes.inference.smc._rng import loop_key
 from bayes.inference.smc.paris import (
     AdditiveFn,
     InitialFn,
@@ -99,7 +100,8 @@ def csmc_sweep(
     """One PPG sweep (conditional SMC + PaRIS + backward path draw).
 
     Args:
-        rng_key: PRNG key.
+        rng_key: PRNG key; the sweep draws from a Philox-4x32 key derived from
+            it (see ``bayes.inference.smc._rng``).
         model: The state-space model.
         theta: Parameters (pytree).
         observations: Shape ``(T, *obs_shape)``.
@@ -117,7 +119,7 @@ def csmc_sweep(
     n = num_particles
     scheme, cond_scheme = get_scheme(resampling)
     conditional = jnp.asarray(conditional)
-    k0, k_sweep, k_last, k_path = jax.random.split(rng_key, 4)
+    k0, k_sweep, k_last, k_path = jax.random.split(loop_key(rng_key), 4)
     x0 = jax.vmap(model.initial_sampler, in_axes=(0, None))(jax.random.split(k0, n), theta)
     x0 = jnp.where(conditional, x0.at[0].set(path[0]), x0)
     log_g = jax.vmap(model.observation_logdensity, in_axes=(0, None, None, None))(

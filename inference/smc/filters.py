@@ -42,6 +42,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from bayes.inference.smc._rng import loop_key
 from bayes.inference.smc.resampling import ess, get_scheme
 from bayes.inference.smc.ssm import (
     AuxiliaryLogweightFn,
@@ -263,7 +264,8 @@ def run_filter(
         model: The state-space model.
         theta: Parameters (pytree).
         observations: Shape ``(T, *obs_shape)``, finite.
-        rng_key: PRNG key.
+        rng_key: PRNG key; the time loop draws from a Philox-4x32 key derived
+            from it (see ``bayes.inference.smc._rng``).
         num_particles: ``N >= 2``.
         resampling: Scheme name.
         ess_threshold: Adaptive resampling threshold (fraction of ``N``).
@@ -282,7 +284,7 @@ def run_filter(
     check_positive("num_particles", num_particles, 2)
     get_scheme(resampling)
     ys = check_observations(observations)
-    k0, k_rest = jax.random.split(rng_key)
+    k0, k_rest = jax.random.split(loop_key(rng_key))
     state = init(k0, model, theta, ys[0], num_particles, proposal)
     times = jnp.arange(1, ys.shape[0])
     keys = jax.random.split(k_rest, ys.shape[0] - 1)

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from bayes.inference.smc._rng import loop_key
 from bayes.inference.smc.backward import exact_draws, mcmc_draws, rejection_draws
 from bayes.inference.smc.resampling import get_scheme
 from bayes.inference.smc.ssm import StateSpaceModel, check_observations, check_positive
@@ -178,7 +179,9 @@ def step(
     """One bootstrap-filter step to time ``t`` followed by the PaRIS update."""
     n = state.log_weights.shape[0]
     scheme, _ = get_scheme(resampling)
-    k_res, k_move, k_back = jax.random.split(rng_key, 3)
+    # One split for all the step's keys: each split is a separate kernel on CPU.
+    keys = jax.random.split(rng_key, n + 2)
+    k_move, k_res, k_back = keys[:n], keys[n], keys[n + 1]
     ancestors = scheme(k_res, jnp.exp(state.log_weights), n)
     if backward == "mcmc" and resampling != "multinomial":
         # MH backward draws start at the ancestor, which must be marginally W-distributed:
@@ -187,7 +190,7 @@ def step(
         # (a sort, a third of an N=100 step on CPU).
         ancestors = jax.random.permutation(jax.random.fold_in(k_res, 1), ancestors)
     x = jax.vmap(model.transition_sampler, in_axes=(0, 0, None, None))(
-        jax.random.split(k_move, n), state.particles[ancestors], t, theta
+        k_move, state.particles[ancestors], t, theta
     )
     log_g = jax.vmap(model.observation_logdensity, in_axes=(0, None, None, None))(x, y, t, theta)
     lse = jax.nn.logsumexp(log_g)
@@ -239,7 +242,8 @@ def run_paris(
         theta: Parameters (pytree).
         observations: Shape ``(T, *obs_shape)``.
         additive_fn: :math:`h_t(x_{t-1}, x_t, t)` returning a pytree.
-        rng_key: PRNG key.
+        rng_key: PRNG key; the time loop draws from a Philox-4x32 key derived
+            from it (see ``bayes.inference.smc._rng``).
         num_particles: ``N >= 2``.
         num_backward: ``K >= 1`` backward draws per particle.
         backward: ``"exact"`` (:math:`O(N^2)`), ``"rejection"`` or ``"mcmc"`` (:math:`O(N)`).
@@ -254,7 +258,7 @@ def run_paris(
     validate(num_particles, num_backward, backward, model)
     get_scheme(resampling)
     ys = check_observations(observations)
-    k0, k_rest = jax.random.split(rng_key)
+    k0, k_rest = jax.random.split(loop_key(rng_key))
     state = init(k0, model, theta, ys[0], num_particles, additive_fn, initial_fn)
 
     def body(carry, inputs):

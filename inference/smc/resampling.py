@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from bayes.inference.smc._rng import uniforms
 from jax import Array
 
 __all__ = [
@@ -63,24 +64,30 @@ def ess(log_weights: Array) -> Array:
     return 1.0 / jnp.sum(w**2)
 
 
-def _inverse_cdf(uniforms: Array, weights: Array) -> Array:
-    cdf = jnp.cumsum(weights)
-    # Small sizes compare everything in one fused pass; a binary search is an XLA
-    # loop whose per-iteration overhead dominates below ~10^4 comparisons on CPU.
-    method = "compare_all" if uniforms.size * weights.shape[0] <= 2**14 else "scan"
-    idx = jnp.searchsorted(cdf, uniforms * cdf[-1], side="right", method=method)
-    return jnp.clip(idx, 0, weights.shape[0] - 1).astype(jnp.int32)
+def _inverse_cdf(u: Array, weights: Array) -> Array:
+    n = weights.shape[0]
+    if u.size * n > 2**14:
+        cdf = jnp.cumsum(weights)
+        idx = jnp.searchsorted(cdf, u * cdf[-1], side="right", method="scan")
+    else:
+        # Small sizes count the cumulative weights below each uniform in one pass (a
+        # binary search is an XLA loop whose per-iteration overhead dominates below
+        # ~10^4 comparisons on CPU). The cumulative sum is a product with a triangular
+        # matrix: XLA:CPU fuses the last stage of its cumsum into the (M, N)
+        # comparison and redoes it per element, with integer index arithmetic.
+        cdf = weights @ jnp.triu(jnp.ones((n, n), weights.dtype))
+        idx = jnp.sum(cdf[None, :] <= (u * cdf[-1])[:, None], axis=1)
+    return jnp.clip(idx, 0, n - 1).astype(jnp.int32)
 
 
 def multinomial(rng_key: Array, weights: Array, num_samples: int) -> Array:
     """I.i.d. draws from ``Categorical(weights)``; ``weights`` ``(M,)`` -> ``(num_samples,)``."""
-    u = jax.random.uniform(rng_key, (num_samples,))
-    return _inverse_cdf(u, weights)
+    return _inverse_cdf(uniforms(rng_key, (num_samples,)), weights)
 
 
 def stratified(rng_key: Array, weights: Array, num_samples: int) -> Array:
     """One uniform per stratum ``[n/N, (n+1)/N)``; sorted indices ``(num_samples,)``."""
-    u = (jnp.arange(num_samples) + jax.random.uniform(rng_key, (num_samples,))) / num_samples
+    u = (jnp.arange(num_samples) + uniforms(rng_key, (num_samples,))) / num_samples
     return _inverse_cdf(u, weights)
 
 

@@ -89,3 +89,51 @@ def test_learning_bad_input() -> None:
         )  # fmt: skip
     with pytest.raises(ValueError, match="unknown backward method"):
         learning.estimate_score(model, THETA, ys, rng_key=key, num_particles=4, backward="x")
+
+
+@pytest.mark.slow
+def test_fit_mle_with_mh_backward_draws_reaches_kalman_mle() -> None:
+    # End to end with O(N) MH backward draws: PPG stochastic approximation of
+    # (phi, log sigma_x) (sigma_y known) against the MLE of the Kalman likelihood.
+    import optax
+    from scipy import optimize
+
+    T, iters = 100, 300
+    sigma_y = THETA["log_sigma_y"]
+    # On some data sets (e.g. key 31) a share of runs, with exact and with MH backward
+    # draws alike, overshoots to phi ~ 1.01, outside the stationary region where
+    # P0 = q / (1 - phi^2) < 0, and stays there: a property of the unconstrained
+    # phi, not of the backward draws. This data set has no such runs in 8 keys.
+    _, ys = ssm.simulate(jax.random.key(41), ssm.scalar_matrices(THETA), T)
+
+    def to_matrices(th):
+        return ssm.scalar_matrices({**th, "log_sigma_y": sigma_y})
+
+    names = ("phi", "log_sigma_x")
+    nll = jax.jit(
+        jax.value_and_grad(lambda v: -ssm.kalman_loglik(to_matrices(dict(zip(names, v))), ys))
+    )
+
+    def fun(v):
+        value, grad = nll(jnp.asarray(v, dtype=jnp.float32))
+        return float(value), np.asarray(grad, dtype=float)
+
+    res = optimize.minimize(fun, np.array([0.5, 0.0]), jac=True, method="L-BFGS-B",
+                            bounds=[(-0.99, 0.99), (-3, 3)])  # fmt: skip
+    exact = dict(zip(names, res.x))
+    start = {"phi": jnp.asarray(0.3), "log_sigma_x": jnp.asarray(-0.7)}
+    fit = jax.jit(
+        lambda k: learning.fit_mle(
+            ssm.linear_gaussian_ssm(to_matrices), start, ys, rng_key=k, num_iterations=iters,
+            optimizer=optax.adam(optax.exponential_decay(0.05, iters, 0.1)), num_particles=32,
+            backward="mcmc", num_mcmc_steps=2,
+        )
+    )  # fmt: skip
+    trace = fit(jax.random.key(32)).trace
+    # Polyak-Ruppert average of the last quarter against the exact MLE. Over 8 keys
+    # the averages had sd 0.006 (phi) and 0.023 (log sigma_x) and errors up to 0.074
+    # of the starting error, which the tolerance doubles.
+    start_err = max(abs(float(start[k]) - exact[k]) for k in names)
+    for k in names:
+        avg = float(np.asarray(trace[k])[-iters // 4 :].mean())
+        assert abs(avg - exact[k]) < 0.15 * start_err, (k, avg, exact[k], start_err)
