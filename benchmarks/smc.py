@@ -102,23 +102,27 @@ def paris_rounds(ys: np.ndarray, n: int, k: int, rounds: int = 5) -> dict[str, t
     """Ours (exact, O(N)) and NumPy timed in interleaved rounds, best of each.
 
     Interleaving gives the three the same share of a shared machine's load.
-    Returns ``{name: (estimate, best_seconds, compile_seconds)}``.
+    Besides wall time, the process CPU time of each run is kept (all threads):
+    on a loaded machine it is the steadier measure of the work done.
+    Returns ``{name: (estimate, best_seconds, compile_seconds, best_cpu_seconds)}``.
     """
     import jax
-    from _report import timed
 
     compiled = {b: _compiled_paris(ys, n, k, b) for b in ("exact", "mcmc")}
-    keys = iter(jax.random.split(jax.random.key(1), 100))
+    keys = iter(jax.random.split(jax.random.key(1), 1000))
     runs = {b: (lambda f=f: float(f(next(keys)))) for b, (f, _) in compiled.items()}
     runs["numpy"] = lambda: numpy_paris(ys, n, k)
-    best = {name: (None, math.inf) for name in runs}
+    best = {name: (None, math.inf, math.inf) for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
-            out, seconds = timed(run)
-            if seconds < best[name][1]:
-                best[name] = (out, seconds)
+            c0, t0 = time.process_time(), time.perf_counter()
+            out = run()
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+            est, best_s, best_cpu = best[name]
+            est = out if seconds < best_s else est
+            best[name] = (est, min(seconds, best_s), min(cpu, best_cpu))
     compile_s = {b: c for b, (_, c) in compiled.items()}
-    return {name: (est, t, compile_s.get(name, 0.0)) for name, (est, t) in best.items()}
+    return {name: (est, t, compile_s.get(name, 0.0), cpu) for name, (est, t, cpu) in best.items()}
 
 
 def numpy_paris(ys: np.ndarray, n: int, k: int, seed: int = 0) -> float:
@@ -265,11 +269,12 @@ def main() -> None:
     sm = ssm.rts_smoother(mats, jnp.asarray(ys)[:, None])
     truth = float(jnp.sum(sm.cross_covs[:, 0, 0] + sm.means[:-1, 0] * sm.means[1:, 0]))
 
-    timings = paris_rounds(ys, N, K)
-    est_exact, t_exact, c_exact = timings["exact"]
-    est_mcmc, t_mcmc, c_mcmc = timings["mcmc"]
-    est_np, t_np, _ = timings["numpy"]
+    timings = paris_rounds(ys, N, K, rounds=5 if args.quick else 15)
+    est_exact, t_exact, c_exact, cpu_exact = timings["exact"]
+    est_mcmc, t_mcmc, c_mcmc, cpu_mcmc = timings["mcmc"]
+    est_np, t_np, _, cpu_np = timings["numpy"]
     print(f"ours exact {t_exact:.4f}s, ours O(N) {t_mcmc:.4f}s, numpy {t_np:.3f}s", flush=True)
+    print(f"CPU: exact {cpu_exact:.4f}s, O(N) {cpu_mcmc:.4f}s, numpy {cpu_np:.3f}s", flush=True)
     # particles' PaRIS is a Python loop over particles with a constant cost per
     # time step; it runs on the first TP steps and its time is scaled to T.
     TP = min(T, 100)
@@ -278,16 +283,17 @@ def main() -> None:
     print(f"particles PaRIS {t_pp_prefix:.1f}s on {TP} steps", flush=True)
     rows = [
         ["ours, exact backward (JAX)", est_exact, t_exact, c_exact, 1.0,
-         t_pp / t_exact, t_np / t_exact],
+         t_pp / t_exact, t_np / t_exact, cpu_exact, cpu_np / cpu_exact],
         ["ours, O(N) MH backward (JAX)", est_mcmc, t_mcmc, c_mcmc, t_mcmc / t_exact,
-         t_pp / t_mcmc, t_np / t_mcmc],
-        ["vectorised NumPy, exact backward", est_np, t_np, 0.0, t_np / t_exact, "", ""],
+         t_pp / t_mcmc, t_np / t_mcmc, cpu_mcmc, cpu_np / cpu_mcmc],
+        ["vectorised NumPy, exact backward", est_np, t_np, 0.0, t_np / t_exact, "", "",
+         cpu_np, ""],
         [f"particles `Paris` collector (first {TP} steps, time x{(T - 1) / (TP - 1):.1f})",
-         f"{est_pp:.4g} (T={TP})", t_pp, 0.0, t_pp / t_exact, "", ""],
+         f"{est_pp:.4g} (T={TP})", t_pp, 0.0, t_pp / t_exact, "", "", "", ""],
     ]  # fmt: skip
     paris_table = markdown_table(
         ["PaRIS", "estimate", "run s", "compile s", "time / ours exact",
-         "speed-up vs particles", "speed-up vs NumPy"],
+         "speed-up vs particles", "speed-up vs NumPy", "CPU s", "CPU-time speed-up vs NumPy"],
         rows,
     )  # fmt: skip
 
@@ -314,8 +320,10 @@ def main() -> None:
     body = (
         f"Linear Gaussian model; PaRIS estimates E[sum_t x_(t-1) x_t | y] "
         f"(Kalman value {truth:.2f}) with T={T}, N={N}, K={K}. Run times exclude "
-        f"compilation (best of 5 interleaved rounds of ours and NumPy, one run for "
-        f"`particles`).\n\n"
+        f"compilation (best of {15 if not args.quick else 5} interleaved rounds of ours "
+        f"and NumPy, one run for `particles`); CPU s is the best process CPU time (all "
+        f"threads) of a run, the steadier measure when the machine is shared. Our loops "
+        f"draw from a Philox-4x32 key derived from the caller's key (see docs/smc.md).\n\n"
         f"{paris_table}\n\n"
         f"Bootstrap filter, T={TF}, N={NF} (Kalman log-likelihood {exact_ll:.2f}):\n\n"
         f"{filter_table}\n\nScaling (each row a fresh process; peak resident memory "
