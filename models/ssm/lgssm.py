@@ -71,9 +71,11 @@ def _mvn_logpdf(x: Array, mean: Array, cov: Array) -> Array:
         # Scalar states drop their unit axis: vmapped over particle pairs it becomes
         # the innermost loop of XLA:CPU's fused kernels, which then do not vectorise
         # (the (N, N) backward log-densities of PaRIS ran ~2x slower).
-        r = x[0] - mean[0]
-        var = cov[0, 0]
-        return -0.5 * (r * r * (1.0 / var) + jnp.log(2 * jnp.pi * var))
+        # The square root is NaN, in value and gradient, for a variance that is not
+        # positive, as the Cholesky factor is (e.g. the stationary variance for |phi| > 1).
+        sd = jnp.sqrt(cov[0, 0])
+        z = (x[0] - mean[0]) * (1.0 / sd)
+        return -0.5 * z * z - jnp.log(sd) - 0.5 * jnp.log(2 * jnp.pi)
     chol = jnp.linalg.cholesky(cov)
     # A matrix product with the inverse factor, not a triangular solve: under vmap
     # over particle pairs the covariance stays unbatched and the product vectorises,

@@ -101,9 +101,9 @@ def test_fit_mle_with_mh_backward_draws_reaches_kalman_mle() -> None:
     T, iters = 100, 300
     sigma_y = THETA["log_sigma_y"]
     # On some data sets (e.g. key 31) a share of runs, with exact and with MH backward
-    # draws alike, overshoots to phi ~ 1.01, outside the stationary region where
-    # P0 = q / (1 - phi^2) < 0, and stays there: a property of the unconstrained
-    # phi, not of the backward draws. This data set has no such runs in 8 keys.
+    # draws alike, overshoots early to phi > 1, where the stationary P0 = q / (1 - phi^2)
+    # is negative, and turns NaN: a property of the unconstrained phi, not of the
+    # backward draws. This data set has no such runs in 8 keys.
     _, ys = ssm.simulate(jax.random.key(41), ssm.scalar_matrices(THETA), T)
 
     def to_matrices(th):
