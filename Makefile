@@ -16,12 +16,8 @@ PYTEST_ARGS ?=
 demo: $(STAMP)
 	$(BIN)/bayes showcase --out results
 
-# The state-space tests run in a second process: in one process after the rest
-# of the suite, XLA crashed (de)serializing one of their programs for the
-# compilation cache (segfault, then abort), while they pass on their own.
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS) --ignore=tests/models/ssm
-	$(BIN)/python -m pytest $(PYTEST_ARGS) tests/models/ssm
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 setup: $(STAMP)
 
