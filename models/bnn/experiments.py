@@ -67,7 +67,8 @@ PLANS: dict[str, dict[str, Any]] = {
                              "hartmann6-50": ("hartmann6-50", 0.0, 20, 50)},
                 "num_seeds": 5, "surrogate_options": SMALL,
                 "acquisition_options": {**_ACQ_SMALL, "raw_samples": 128},
-                "methods": ("gp", "ibnn", "ensemble", "stp"), "late": ("ensemble", "stp")},
+                "methods": ("gp", "ibnn", "ensemble", "stp", "dkl"),
+                "late": ("ensemble", "stp", "dkl")},
     "full": {"problems": _FULL, "num_seeds": 5, "surrogate_options": {},
              "acquisition_options": {}},
 }  # fmt: skip
