@@ -24,6 +24,7 @@ import importlib
 import math
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -36,7 +37,11 @@ EXTERNAL_METHODS = {
     "vi": ("bayes.vi_sampling", "sample_vi"),
 }
 METHODS = (*HMC_METHODS, *EXTERNAL_METHODS)
-_COMPILED: dict[Any, Any] = {}
+# Compiled programs of recent runs, most recently used last. Bounded because each
+# one holds XLA memory mappings (about 18 on the CPU) that a process has a
+# limited number of, and `jax.clear_caches()` cannot release what we hold.
+_COMPILED: OrderedDict[Any, Any] = OrderedDict()
+_MAX_COMPILED = 64
 
 
 @dataclass(frozen=True)
@@ -160,10 +165,13 @@ def _compile(name: str, key: Any, builder: Callable[[], Callable], *args: Any):
 
     full_key = (name, key, bool(jax.config.jax_enable_x64), _avals(args))
     if full_key in _COMPILED:
+        _COMPILED.move_to_end(full_key)
         return _COMPILED[full_key], 0.0
     t0 = time.perf_counter()
     compiled = jax.jit(builder()).lower(*args).compile()
     _COMPILED[full_key] = compiled
+    while len(_COMPILED) > _MAX_COMPILED:
+        _COMPILED.popitem(last=False)
     return compiled, time.perf_counter() - t0
 
 

@@ -192,3 +192,14 @@ def test_auto_chunk_size():
     assert auto((0, 10), interactive=False) == 100
     with pytest.raises(ValueError, match="chunk_size must be an integer >= 1"):
         bayes.sample(exact_logdensity, initial_position=INITIAL, chunk_size=0)
+
+
+def test_compiled_programs_are_bounded_most_recent_kept(monkeypatch):
+    monkeypatch.setattr(sampling, "_COMPILED", type(sampling._COMPILED)())
+    monkeypatch.setattr(sampling, "_MAX_COMPILED", 2)
+    x = jnp.ones(3)
+    for name in ("a", "b"):
+        sampling._compile(name, None, lambda: jnp.sin, x)
+    assert sampling._compile("a", None, lambda: jnp.sin, x)[1] == 0.0  # hit: "a" is now newest
+    sampling._compile("c", None, lambda: jnp.sin, x)
+    assert [k[0] for k in sampling._COMPILED] == ["a", "c"]
