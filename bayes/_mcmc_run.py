@@ -75,7 +75,8 @@ class Run:
         spec = self.target.spec
         return {
             "method": self.method,
-            "settings": asdict(self.settings),
+            # the chunk length in use, so that a run resumes only with the same chunks
+            "settings": {**asdict(self.settings), "chunk_size": self.chunk_size},
             "num_chains": self.num_chains,
             "num_warmup": self.num_warmup,
             "num_samples": self.num_samples,

@@ -203,3 +203,20 @@ def test_compiled_programs_are_bounded_most_recent_kept(monkeypatch):
     assert sampling._compile("a", None, lambda: jnp.sin, x)[1] == 0.0  # hit: "a" is now newest
     sampling._compile("c", None, lambda: jnp.sin, x)
     assert [k[0] for k in sampling._COMPILED] == ["a", "c"]
+
+
+def test_checkpoint_records_the_chunk_length_in_use(tmp_path):
+    # a checkpoint from an explicit chunk_size=100 resumes under the default, which
+    # also runs 100-step chunks when checkpointing; another length is another run
+    ckpt = tmp_path / "run.ckpt"
+    small = dict(initial_position={"x": jnp.zeros(2)}, num_chains=2, num_warmup=100,
+                 num_samples=100, progress=False, seed=3)  # fmt: skip
+
+    def logdensity(p):
+        return -0.5 * jnp.sum(p["x"] ** 2)
+
+    first = bayes.sample(logdensity, checkpoint=str(ckpt), chunk_size=100, **small)
+    again = bayes.sample(logdensity, checkpoint=str(ckpt), **small)
+    np.testing.assert_array_equal(first.posterior["x"].values, again.posterior["x"].values)
+    with pytest.raises(Exception, match="different run"):
+        bayes.sample(logdensity, checkpoint=str(ckpt), chunk_size=50, **small)
