@@ -1,15 +1,17 @@
 """NUTS: bayes.sample vs NumPyro MCMC(NUTS) vs BlackJAX NUTS + window adaptation, one run.
 
 Usage:
-    python benchmarks/mcmc.py [--warmup 1000] [--draws 1000] [--chains 4]
-                              [--only NAME ...] [--ttfd NAME ...] [--no-write]
+    python benchmarks/mcmc.py [--warmup 1000] [--draws 1000] [--chains 4] [--seeds 5]
+                              [--repeats 2] [--only NAME ...] [--ttfd NAME ...] [--no-write]
     python benchmarks/mcmc.py --ttfd-only [--ttfd NAME ...]   # section mcmc-ttfd only
 
 For each posterior (the six posteriordb models of ``examples/posteriordb`` and
 a 100-dimensional Gaussian with correlation 0.9 between all coordinates) and
-each sampler, in this one process: compile time, warmup and sampling time,
-minimum bulk ESS over the latent parameters, ESS per second of sampling, and
-gradient evaluations per effective sample. Time to first draw is measured in
+each sampler, in this one process and for the same seeds: compile time, warmup
+and sampling time, minimum bulk ESS over the latent parameters, ESS per second
+of sampling, and gradient evaluations per effective sample, as means over the
+seeds; the ratio of ESS/s to each peer as a geometric mean over the seeds with
+its standard error, and how many seeds bayes won. Time to first draw is measured in
 fresh processes with a warm persistent compilation cache (each command is run
 once to fill the cache, then timed). Writes the ``mcmc`` section of
 docs/benchmarks.md.
@@ -30,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 GAUSS = "gauss100"
+PEER_NAMES = {"numpyro": "NumPyro", "blackjax": "BlackJAX"}
 
 
 def gaussian_target():
@@ -64,23 +67,28 @@ def min_ess(posterior: dict) -> float:
     return float(min(float(ess[v].min()) for v in ess.data_vars))
 
 
-def run_bayes(model, data, args) -> tuple[dict, Callable[[], float]]:
-    """One run; returns its numbers and a function timing the sampling phase again."""
+def run_bayes(model, data, args) -> Callable[[int], tuple[dict, Callable[[], float]]]:
+    """A function of the seed: one run's numbers and a function timing its sampling again."""
     import bayes
 
-    def call():
-        return bayes.sample(model, data, num_chains=args.chains, num_warmup=args.warmup,
-                            num_samples=args.draws, seed=0, progress=False)  # fmt: skip
+    deterministic = _deterministic(model, data)
 
-    idata = call()
-    attrs = idata.posterior.attrs
-    latent = [k for k in idata.posterior.data_vars if k not in _deterministic(model, data)]
-    ess = min_ess({k: idata.posterior[k].values for k in latent})
-    grads = float(idata.sample_stats["n_steps"].sum())
-    result = dict(compile=attrs["compile_s"], warmup=attrs["warmup_s"],
-                  sampling=attrs["sampling_s"], ess=ess, grads=grads)  # fmt: skip
-    # the same seed repeats the same draws, through the programs already compiled
-    return result, lambda: call().posterior.attrs["sampling_s"]
+    def run(seed: int):
+        def call():
+            return bayes.sample(model, data, num_chains=args.chains, num_warmup=args.warmup,
+                                num_samples=args.draws, seed=seed, progress=False)  # fmt: skip
+
+        idata = call()
+        attrs = idata.posterior.attrs
+        latent = [k for k in idata.posterior.data_vars if k not in deterministic]
+        ess = min_ess({k: idata.posterior[k].values for k in latent})
+        grads = float(idata.sample_stats["n_steps"].sum())
+        result = dict(compile=attrs["compile_s"], warmup=attrs["warmup_s"],
+                      sampling=attrs["sampling_s"], ess=ess, grads=grads)  # fmt: skip
+        # the same seed repeats the same draws, through the programs already compiled
+        return result, lambda: call().posterior.attrs["sampling_s"]
+
+    return run
 
 
 def _deterministic(model, data) -> set[str]:
@@ -91,43 +99,48 @@ def _deterministic(model, data) -> set[str]:
     return {k for k, s in tr.items() if s["type"] == "deterministic"}
 
 
-def run_numpyro(model, data, args) -> tuple[dict, Callable[[], float]]:
+def run_numpyro(model, data, args) -> Callable[[int], tuple[dict, Callable[[], float]]]:
     import jax
     from numpyro.infer import MCMC, NUTS
 
     mcmc = MCMC(NUTS(model), num_warmup=args.warmup, num_samples=args.draws,
                 num_chains=args.chains, chain_method="vectorized", progress_bar=False)  # fmt: skip
-    t0 = time.perf_counter()
-    mcmc.warmup(jax.random.key(0), **data, extra_fields=("num_steps",))
-    jax.block_until_ready(mcmc.post_warmup_state)
-    t_warm = time.perf_counter() - t0
-    state = mcmc.post_warmup_state
-    t0 = time.perf_counter()
-    mcmc.run(state.rng_key, **data, extra_fields=("num_steps",))
-    jax.block_until_ready(mcmc.get_samples())
-    t_first = time.perf_counter() - t0  # sampling + compiling the sampling program
-    mcmc.post_warmup_state = state
-    t0 = time.perf_counter()
-    mcmc.run(state.rng_key, **data, extra_fields=("num_steps",))
-    jax.block_until_ready(mcmc.get_samples())
-    t_samp = time.perf_counter() - t0
-    samples = mcmc.get_samples(group_by_chain=True)
-    latent = {k: v for k, v in samples.items() if k not in _deterministic(model, data)}
-    grads = float(mcmc.get_extra_fields()["num_steps"].sum())
+    deterministic = _deterministic(model, data)
+    compiled = []  # the sampling program is compiled by the first seed's first run
 
-    def again() -> float:
-        mcmc.post_warmup_state = state
+    def run(seed: int):
         t0 = time.perf_counter()
-        mcmc.run(state.rng_key, **data, extra_fields=("num_steps",))
-        jax.block_until_ready(mcmc.get_samples())
-        return time.perf_counter() - t0
+        mcmc.warmup(jax.random.key(seed), **data, extra_fields=("num_steps",))
+        jax.block_until_ready(mcmc.post_warmup_state)
+        t_warm = time.perf_counter() - t0
+        state = mcmc.post_warmup_state
 
-    # warmup compile time is not separable from NumPyro's warmup call
-    return dict(compile=t_first - t_samp, warmup=t_warm, sampling=t_samp,
-                ess=min_ess(latent), grads=grads), again  # fmt: skip
+        def again() -> float:
+            mcmc.post_warmup_state = state
+            t0 = time.perf_counter()
+            mcmc.run(state.rng_key, **data, extra_fields=("num_steps",))
+            jax.block_until_ready(mcmc.get_samples())
+            return time.perf_counter() - t0
+
+        compile_s = 0.0
+        if not compiled:
+            t_first = again()  # sampling + compiling the sampling program
+            compiled.append(True)
+            t_samp = again()
+            compile_s = t_first - t_samp
+        else:
+            t_samp = again()
+        samples = mcmc.get_samples(group_by_chain=True)
+        latent = {k: v for k, v in samples.items() if k not in deterministic}
+        grads = float(mcmc.get_extra_fields()["num_steps"].sum())
+        # warmup compile time is not separable from NumPyro's warmup call
+        return dict(compile=compile_s, warmup=t_warm, sampling=t_samp,
+                    ess=min_ess(latent), grads=grads), again  # fmt: skip
+
+    return run
 
 
-def run_blackjax(model, data, args) -> tuple[dict, Callable[[], float]]:
+def run_blackjax(model, data, args) -> Callable[[int], tuple[dict, Callable[[], float]]]:
     import blackjax
     import jax
     import numpy as np
@@ -136,21 +149,11 @@ def run_blackjax(model, data, args) -> tuple[dict, Callable[[], float]]:
 
     target = as_target(model, data)
     logdensity = target.logdensity_fn
-    positions = target.init_positions(rng_key=jax.random.key(1), num_chains=args.chains)
     warmup = blackjax.window_adaptation(blackjax.nuts, logdensity)
 
     def adapt(key, position):
         (state, params), _ = warmup.run(key, position, num_steps=args.warmup)
         return state, params
-
-    keys = jax.random.split(jax.random.key(0), args.chains)
-    t0 = time.perf_counter()
-    adapt_c = jax.jit(jax.vmap(adapt)).lower(keys, positions).compile()
-    c_warm = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    states, params = adapt_c(keys, positions)
-    jax.block_until_ready(states)
-    t_warm = time.perf_counter() - t0
 
     def sample(key, states, params):
         def one(state, key, params):
@@ -163,25 +166,73 @@ def run_blackjax(model, data, args) -> tuple[dict, Callable[[], float]]:
 
         return jax.lax.scan(body, states, jax.random.split(key, args.draws))[1]
 
-    key = jax.random.key(2)
-    t0 = time.perf_counter()
-    sample_c = jax.jit(sample).lower(key, states, params).compile()
-    c_samp = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    positions, steps = sample_c(key, states, params)
-    jax.block_until_ready(positions)
-    t_samp = time.perf_counter() - t0
-    positions = jax.tree.map(lambda x: np.swapaxes(np.asarray(x), 0, 1), positions)
-    constrained, _ = target.postprocess(positions)
-    latent = {k: v for k, v in constrained.items() if k in target.example_position}
+    programs = {}  # compiled by the first seed
 
-    def again() -> float:
+    def run(seed: int):
+        init_key, warmup_key, sample_key = jax.random.split(jax.random.key(seed), 3)
+        positions = target.init_positions(rng_key=init_key, num_chains=args.chains)
+        keys = jax.random.split(warmup_key, args.chains)
+        compile_s = 0.0
+        if not programs:
+            t0 = time.perf_counter()
+            programs["adapt"] = jax.jit(jax.vmap(adapt)).lower(keys, positions).compile()
+            compile_s += time.perf_counter() - t0
         t0 = time.perf_counter()
-        jax.block_until_ready(sample_c(key, states, params))
-        return time.perf_counter() - t0
+        states, params = programs["adapt"](keys, positions)
+        jax.block_until_ready(states)
+        t_warm = time.perf_counter() - t0
+        if "sample" not in programs:
+            t0 = time.perf_counter()
+            programs["sample"] = jax.jit(sample).lower(sample_key, states, params).compile()
+            compile_s += time.perf_counter() - t0
 
-    return dict(compile=c_warm + c_samp, warmup=t_warm, sampling=t_samp,
-                ess=min_ess(latent), grads=float(np.sum(steps))), again  # fmt: skip
+        def again() -> float:
+            t0 = time.perf_counter()
+            jax.block_until_ready(programs["sample"](sample_key, states, params))
+            return time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        draws, steps = programs["sample"](sample_key, states, params)
+        jax.block_until_ready(draws)
+        t_samp = time.perf_counter() - t0
+        draws = jax.tree.map(lambda x: np.swapaxes(np.asarray(x), 0, 1), draws)
+        constrained, _ = target.postprocess(draws)
+        latent = {k: v for k, v in constrained.items() if k in target.example_position}
+        return dict(compile=compile_s, warmup=t_warm, sampling=t_samp,
+                    ess=min_ess(latent), grads=float(np.sum(steps))), again  # fmt: skip
+
+    return run
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and its standard error (0 for a single value)."""
+    import numpy as np
+
+    x = np.asarray(values, float)
+    se = float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
+    return float(x.mean()), se
+
+
+def paired_ratio(ours: list[float], theirs: list[float]) -> tuple[float, float, int, int]:
+    """Geometric-mean ratio over paired seeds, its standard error, wins and seeds.
+
+    With :math:`r_s = \\log(a_s / b_s)` per seed, the ratio is
+    :math:`\\exp(\\bar r)` and its standard error
+    :math:`\\exp(\\bar r)\\, \\mathrm{sd}(r) / \\sqrt{S}` (delta method).
+    """
+    import numpy as np
+
+    log_ratio = np.log(np.asarray(ours, float) / np.asarray(theirs, float))
+    mean, se = mean_se(list(log_ratio))
+    return float(np.exp(mean)), float(np.exp(mean) * se), int((log_ratio > 0).sum()), len(ours)
+
+
+def fmt_mean_se(mean: float, se: float) -> str:
+    return f"{mean:.4g} ± {se:.3g}"
+
+
+def fmt_ratio(ratio: float, se: float, wins: int, seeds: int) -> str:
+    return f"{ratio:.2f} ± {se:.2f} ({wins}/{seeds})"
 
 
 CHILD_BAYES = """
@@ -315,7 +366,9 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--only", nargs="*", default=None, help="posteriors to run")
     parser.add_argument("--ttfd", nargs="*", default=["eight_schools-eight_schools_noncentered"])
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats of sampling")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..S-1 per sampler")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="timed repeats of each seed's sampling phase")  # fmt: skip
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--ttfd-only", action="store_true", help="only time to first draw")
     args = parser.parse_args()
@@ -341,28 +394,46 @@ def main() -> None:
     from _report import markdown_table, write_section
 
     names = args.only or [*posteriordb.POSTERIORS, GAUSS]
+    seeds = list(range(args.seeds))
+    peers = ("bayes", "numpyro", "blackjax")
+    load_avg = [os.getloadavg()[0]]
     rows, ratios = [], []
     for name in names:
         model, data = load(name)
-        res, again = {}, {}
-        for peer, fn in (("bayes", run_bayes), ("numpyro", run_numpyro),
-                         ("blackjax", run_blackjax)):  # fmt: skip
-            res[peer], again[peer] = fn(model, data, args)
-        # each sampling phase again, alternating between samplers, so that load
-        # from other jobs hits all alike; the fastest repeat is the least disturbed
-        for _ in range(args.repeats):
-            for peer in res:
-                res[peer]["sampling"] = min(res[peer]["sampling"], again[peer]())
-        for peer, r in res.items():
-            r["ess_s"] = r["ess"] / r["sampling"]
-            r["grad_per_ess"] = r["grads"] / r["ess"]
-            print(name, peer, {k: round(v, 3) for k, v in r.items()}, flush=True)
-            rows.append([name, peer, r["compile"], r["warmup"], r["sampling"], r["ess"],
-                         r["ess_s"], r["grad_per_ess"]])  # fmt: skip
-        best = max(res["numpyro"]["ess_s"], res["blackjax"]["ess_s"])
-        ratios.append([name, res["bayes"]["ess_s"] / res["numpyro"]["ess_s"],
-                       res["bayes"]["ess_s"] / res["blackjax"]["ess_s"],
-                       res["bayes"]["ess_s"] / best])  # fmt: skip
+        runners = {peer: fn(model, data, args) for peer, fn in
+                   zip(peers, (run_bayes, run_numpyro, run_blackjax))}  # fmt: skip
+        res: dict[str, list[dict]] = {peer: [] for peer in peers}
+        for seed in seeds:
+            again = {}
+            for peer in peers:
+                r, again[peer] = runners[peer](seed)
+                res[peer].append(r)
+            # each sampling phase again, alternating between samplers, so that load
+            # from other jobs hits all alike; the fastest repeat is the least disturbed
+            for _ in range(args.repeats):
+                for peer in peers:
+                    r = res[peer][-1]
+                    r["sampling"] = min(r["sampling"], again[peer]())
+            for peer in peers:
+                r = res[peer][-1]
+                r["ess_s"] = r["ess"] / r["sampling"]
+                r["grad_per_ess"] = r["grads"] / r["ess"]
+                print(name, "seed", seed, peer, {k: round(v, 3) for k, v in r.items()},
+                      flush=True)  # fmt: skip
+            load_avg.append(os.getloadavg()[0])
+        for peer in peers:
+            runs = res[peer]
+            mean = {k: mean_se([r[k] for r in runs]) for k in runs[0]}
+            rows.append([name, peer, runs[0]["compile"], mean["warmup"][0], mean["sampling"][0],
+                         fmt_mean_se(*mean["ess"]), fmt_mean_se(*mean["ess_s"]),
+                         mean["grad_per_ess"][0]])  # fmt: skip
+        ours = [r["ess_s"] for r in res["bayes"]]
+        mean = {peer: mean_se([r["ess_s"] for r in res[peer]])[0] for peer in peers[1:]}
+        best = max(mean, key=mean.get)
+        cells = [fmt_ratio(*paired_ratio(ours, [r["ess_s"] for r in res[peer]]))
+                 for peer in (*peers[1:], best)]  # fmt: skip
+        ratios.append([name, *cells[:-1], f"{cells[-1]}, {PEER_NAMES[best]}"])
+    load_range = f"{min(load_avg):.1f}-{max(load_avg):.1f}"
     ttfd = []
     for name in args.ttfd:
         ours, _, theirs, _, _ = time_to_first_draw(name)
@@ -372,14 +443,21 @@ def main() -> None:
               "ESS/s", "grad evals / ESS"]  # fmt: skip
     body = (
         f"{args.chains} chains, {args.warmup} warmup + {args.draws} draws each, float64, "
-        "default settings (diagonal mass matrix, target acceptance 0.8, tree depth 10). "
+        "default settings (diagonal mass matrix, target acceptance 0.8, tree depth 10); "
+        f"{len(seeds)} seeds (0-{len(seeds) - 1}), the same for every sampler; 1-minute "
+        f"load average {load_range} during the run. "
         "NumPyro's compile column is its sampling-program compile only (its warmup "
-        "compile is inside the warmup column). ESS/s is min bulk ESS over latent parameters "
+        "compile is inside the warmup column); compile times are the first seed's, the "
+        "other columns means over seeds (ESS and ESS/s: mean ± standard error). "
+        "ESS/s is min bulk ESS over latent parameters "
         f"per second of sampling; the sampling time is the fastest of {args.repeats + 1} runs "
         "of the same compiled sampling phase (the same draws each time), run alternately "
         "with the peers'.\n\n"
         + markdown_table(header, rows)
-        + "\n\nRatio of bayes ESS/s to each peer (target: >= 1 against the best peer):\n\n"
+        + "\n\nRatio of bayes ESS/s to each peer (target: >= 1 against the best peer, the "
+        "peer with the higher mean ESS/s): geometric mean over seeds of the per-seed ratio "
+        "± its standard error (delta method on the standard error of the mean log ratio), "
+        "and in brackets the seeds on which bayes had the higher ESS/s:\n\n"
         + markdown_table(["posterior", "vs NumPyro", "vs BlackJAX", "vs best peer"], ratios)
     )
     if ttfd:
