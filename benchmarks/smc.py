@@ -33,13 +33,9 @@ PHI, SX, SY = 0.8, 1.0, math.exp(-0.3)
 
 
 def _theta():
-    import jax.numpy as jnp
+    from bayes.models import ssm
 
-    return {
-        "phi": jnp.asarray(PHI),
-        "log_sigma_x": jnp.asarray(math.log(SX)),
-        "log_sigma_y": jnp.asarray(math.log(SY)),
-    }
+    return ssm.scalar_theta(PHI, math.log(SX), math.log(SY))
 
 
 def _data(num_steps: int, seed: int = 0) -> np.ndarray:

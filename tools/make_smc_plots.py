@@ -43,7 +43,6 @@ def _save_small(fig_or_path, target: Path) -> None:
 def smc_filters_figure(target: Path, reps: int = 400, num_particles: int = 32) -> None:
     """Log-likelihood errors and filtering means of three filters against Kalman."""
     import jax
-    import jax.numpy as jnp
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,7 +51,7 @@ def smc_filters_figure(target: Path, reps: int = 400, num_particles: int = 32) -
     from bayes.inference.smc import filters, run_filter
     from bayes.models import ssm
 
-    theta = {"phi": jnp.array(0.9), "log_sigma_x": jnp.array(0.0), "log_sigma_y": jnp.array(-1.0)}
+    theta = ssm.scalar_theta(0.9, 0.0, -1.0)
     mats = ssm.scalar_matrices(theta)
     _, ys = ssm.simulate(jax.random.key(0), mats, 100)
     model = ssm.linear_gaussian_ssm(ssm.scalar_matrices)
@@ -61,7 +60,7 @@ def smc_filters_figure(target: Path, reps: int = 400, num_particles: int = 32) -
         "bootstrap": {},
         "auxiliary (look-ahead at the mean)": {
             "auxiliary_logweight_fn": filters.lookahead_logweight(
-                model, lambda xp, t, th: th["phi"] * xp
+                model, lambda xp, t, th: ssm.scalar_phi(th) * xp
             )
         },
         "fully adapted auxiliary": {

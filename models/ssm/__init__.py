@@ -23,6 +23,8 @@ from bayes.models.ssm.lgssm import (
     rts_smoother,
     sample_posterior_paths,
     scalar_matrices,
+    scalar_phi,
+    scalar_theta,
     simulate,
 )
 from bayes.models.ssm.nonlinear import growth_model, simulate_ssm, stochastic_volatility
@@ -41,6 +43,8 @@ __all__ = [
     "rts_smoother",
     "sample_posterior_paths",
     "scalar_matrices",
+    "scalar_phi",
+    "scalar_theta",
     "simulate",
     "simulate_ssm",
     "stochastic_volatility",

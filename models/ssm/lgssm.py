@@ -41,28 +41,63 @@ __all__ = [
     "rts_smoother",
     "sample_posterior_paths",
     "scalar_matrices",
+    "scalar_phi",
+    "scalar_theta",
     "simulate",
 ]
 
 Matrices = dict[str, Array]
 
 
+def scalar_theta(phi: float, log_sigma_x: float, log_sigma_y: float) -> dict[str, Array]:
+    """``theta`` of :func:`scalar_matrices` from the autoregression coefficient ``phi``.
+
+    Args:
+        phi: Coefficient in ``(-1, 1)``.
+        log_sigma_x: Log standard deviation of the state noise.
+        log_sigma_y: Log standard deviation of the observation noise.
+
+    Returns:
+        ``{"atanh_phi", "log_sigma_x", "log_sigma_y"}`` (scalar arrays).
+    """
+    if not -1.0 < float(phi) < 1.0:
+        raise ValueError(f"phi must lie in (-1, 1) (stationary model), got {phi}")
+    return {
+        "atanh_phi": jnp.arctanh(jnp.asarray(phi, dtype=float)),
+        "log_sigma_x": jnp.asarray(log_sigma_x, dtype=float),
+        "log_sigma_y": jnp.asarray(log_sigma_y, dtype=float),
+    }
+
+
+def scalar_phi(theta: dict[str, Array]) -> Array:
+    """The coefficient :math:`\\phi = \\tanh(\\text{atanh\\_phi})` of a scalar ``theta``."""
+    return jnp.tanh(jnp.asarray(theta["atanh_phi"]))
+
+
 def scalar_matrices(theta: dict[str, Array]) -> Matrices:
     """Matrices of the scalar model ``x_t = phi x_{t-1} + sx e``, ``y_t = x_t + sy n``.
 
-    ``theta = {"phi", "log_sigma_x", "log_sigma_y"}`` (scalars, unconstrained
-    except ``phi``); ``X_0`` starts from the stationary law when ``|phi| < 1``.
+    ``theta = {"atanh_phi", "log_sigma_x", "log_sigma_y"}``, all unconstrained:
+    :math:`\\phi = \\tanh(\\text{atanh\\_phi}) \\in (-1, 1)`,
+    :math:`s_x = e^{\\text{log\\_sigma\\_x}}`, :math:`s_y = e^{\\text{log\\_sigma\\_y}}`.
+    ``X_0`` starts from the stationary law :math:`\\mathcal N(0, s_x^2 / (1 - \\phi^2))`,
+    which exists for every ``theta``: a stochastic-approximation step cannot leave
+    the stationary region (with ``phi`` itself as the parameter, a step to
+    :math:`|\\phi| \\ge 1` made the variance negative and the fit NaN).
+    Build ``theta`` from ``phi`` with :func:`scalar_theta`.
     """
-    phi = jnp.asarray(theta["phi"])
+    phi = scalar_phi(theta)
     q = jnp.exp(2 * jnp.asarray(theta["log_sigma_x"]))
     r = jnp.exp(2 * jnp.asarray(theta["log_sigma_y"]))
+    # 1 - tanh(z)^2 = sech(z)^2, without the cancellation of 1 - phi^2 near |phi| = 1.
+    one_minus_phi2 = 1.0 / jnp.cosh(jnp.asarray(theta["atanh_phi"])) ** 2
     return {
         "A": phi.reshape(1, 1),
         "Q": q.reshape(1, 1),
         "C": jnp.ones((1, 1)),
         "R": r.reshape(1, 1),
         "m0": jnp.zeros(1),
-        "P0": (q / (1 - phi**2)).reshape(1, 1),
+        "P0": (q / one_minus_phi2).reshape(1, 1),
     }
 
 
@@ -72,7 +107,7 @@ def _mvn_logpdf(x: Array, mean: Array, cov: Array) -> Array:
         # the innermost loop of XLA:CPU's fused kernels, which then do not vectorise
         # (the (N, N) backward log-densities of PaRIS ran ~2x slower).
         # The square root is NaN, in value and gradient, for a variance that is not
-        # positive, as the Cholesky factor is (e.g. the stationary variance for |phi| > 1).
+        # positive, as the Cholesky factor is.
         sd = jnp.sqrt(cov[0, 0])
         z = (x[0] - mean[0]) * (1.0 / sd)
         return -0.5 * z * z - jnp.log(sd) - 0.5 * jnp.log(2 * jnp.pi)

@@ -1,7 +1,9 @@
 """Stochastic volatility and the nonlinear growth model in the SSM contract.
 
 Stochastic volatility (states and observations of shape ``(1,)``),
-``theta = {"mu", "phi", "log_sigma"}``:
+``theta = {"mu", "atanh_phi", "log_sigma"}`` with :math:`\\phi = \\tanh(\\text{atanh\\_phi})`
+and :math:`\\sigma = e^{\\text{log\\_sigma}}`, all unconstrained (the stationary
+initial law exists for every ``theta``):
 
 .. math::
 
@@ -38,10 +40,11 @@ def stochastic_volatility() -> StateSpaceModel:
     """The stochastic volatility model (see the module docstring)."""
 
     def sd0(theta):
-        return jnp.exp(theta["log_sigma"]) / jnp.sqrt(1 - theta["phi"] ** 2)
+        # sigma / sqrt(1 - tanh(z)^2) = sigma cosh(z), without cancellation near |phi| = 1.
+        return jnp.exp(theta["log_sigma"]) * jnp.cosh(theta["atanh_phi"])
 
     def mean(x_prev, theta):
-        return theta["mu"] + theta["phi"] * (x_prev - theta["mu"])
+        return theta["mu"] + jnp.tanh(theta["atanh_phi"]) * (x_prev - theta["mu"])
 
     def bound(t, theta):
         return -theta["log_sigma"] - 0.5 * jnp.log(2 * jnp.pi)

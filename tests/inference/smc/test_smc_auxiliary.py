@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from bayes.inference.smc import filters, run_filter
 from bayes.models import ssm
 
-THETA = {"phi": jnp.array(0.8), "log_sigma_x": jnp.array(0.0), "log_sigma_y": jnp.array(-0.3)}
+THETA = ssm.scalar_theta(0.8, 0.0, -0.3)
 T = 12
 REPS = 1000
 N = 32
@@ -22,7 +21,7 @@ def _data():
 
 
 def _transition_mean(x_prev, t, theta):
-    return theta["phi"] * x_prev
+    return ssm.scalar_phi(theta) * x_prev
 
 
 def _run(ys, keys, **kwargs):

@@ -9,7 +9,7 @@ import pytest
 from bayes.inference.smc import Proposal, run_filter
 from bayes.models import ssm
 
-THETA = {"phi": jnp.array(0.8), "log_sigma_x": jnp.array(0.0), "log_sigma_y": jnp.array(-0.3)}
+THETA = ssm.scalar_theta(0.8, 0.0, -0.3)
 T = 12
 REPS = 1000
 
@@ -31,8 +31,8 @@ def _wide_proposal(scale: float = 1.5) -> Proposal:
     return Proposal(
         lambda key, y0, th: sd0 * jax.random.normal(key, (1,)),
         lambda x, y0, th: norm_logpdf(x, 0.0, sd0),
-        lambda key, xp, y, t, th: th["phi"] * xp + sx * jax.random.normal(key, (1,)),
-        lambda xp, x, y, t, th: norm_logpdf(x, th["phi"] * xp, sx),
+        lambda key, xp, y, t, th: ssm.scalar_phi(th) * xp + sx * jax.random.normal(key, (1,)),
+        lambda xp, x, y, t, th: norm_logpdf(x, ssm.scalar_phi(th) * xp, sx),
     )
 
 

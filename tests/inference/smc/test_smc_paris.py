@@ -10,7 +10,7 @@ from bayes.inference.smc import backward, csmc, paris
 from bayes.models import ssm
 from scipy import stats
 
-THETA = {"phi": jnp.array(0.8), "log_sigma_x": jnp.array(0.0), "log_sigma_y": jnp.array(-0.3)}
+THETA = ssm.scalar_theta(0.8, 0.0, -0.3)
 T = 10
 
 

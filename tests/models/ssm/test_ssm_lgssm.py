@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from bayes.models import ssm
 from scipy import stats
 
@@ -81,12 +82,26 @@ def test_exact_score_matches_autodiff(x64) -> None:
             # Cholesky factorisation reads one triangle).
             f, a = (f + f.T) / 2, (a + a.T) / 2
         np.testing.assert_allclose(f, a, atol=1e-8)
-    theta = {"phi": jnp.array(0.7), "log_sigma_x": jnp.array(-0.2), "log_sigma_y": jnp.array(0.1)}
+    theta = ssm.scalar_theta(0.7, -0.2, 0.1)
     _, ys1 = ssm.simulate(jax.random.key(3), ssm.scalar_matrices(theta), 30)
     auto = jax.grad(lambda th: ssm.kalman_loglik(ssm.scalar_matrices(th), ys1))(theta)
     fisher = ssm.exact_score(theta, ys1, ssm.scalar_matrices)
     for name in theta:
         np.testing.assert_allclose(float(fisher[name]), float(auto[name]), rtol=1e-8)
+
+
+def test_scalar_parametrisation_is_stationary_everywhere() -> None:
+    theta = ssm.scalar_theta(0.8, 0.1, -0.3)
+    np.testing.assert_allclose(float(ssm.scalar_phi(theta)), 0.8, rtol=1e-6)
+    # Any unconstrained value maps into (-1, 1) with a positive stationary variance,
+    # even where 1 - phi^2 rounds to 0 in float32.
+    for z in (-12.0, -3.0, 0.0, 3.0, 12.0):
+        m = ssm.scalar_matrices({**theta, "atanh_phi": jnp.asarray(z)})
+        phi, q, p0 = float(m["A"][0, 0]), float(m["Q"][0, 0]), float(m["P0"][0, 0])
+        assert -1.0 <= phi <= 1.0 and np.isfinite(p0) and p0 > 0
+        np.testing.assert_allclose(p0, q * np.cosh(z) ** 2, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"phi must lie in \(-1, 1\)"):
+        ssm.scalar_theta(1.0, 0.0, 0.0)
 
 
 def test_posterior_paths_have_smoother_moments(x64) -> None:
