@@ -60,21 +60,6 @@ def _peak_bytes() -> float | None:
 # ----------------------------------------------------------------------------- mcmc
 
 
-def _gauss100():
-    import jax.numpy as jnp
-    import numpy as np
-    import numpyro
-    import numpyro.distributions as dist
-
-    d, rho = 100, 0.9
-    tril = np.linalg.cholesky((1 - rho) * np.eye(d) + rho * np.ones((d, d)))
-
-    def model(scale_tril):
-        numpyro.sample("x", dist.MultivariateNormal(jnp.zeros(d), scale_tril=scale_tril))
-
-    return model, {"scale_tril": tril}
-
-
 def _eight_schools():
     import numpyro
     import numpyro.distributions as dist
@@ -100,7 +85,9 @@ def part_mcmc(quick: bool, platform: str):
 
     import bayes
 
-    targets = {"gauss100": _gauss100(), "eight_schools": _eight_schools()}
+    from mcmc import gaussian_target
+
+    targets = {"gauss100": gaussian_target(), "eight_schools": _eight_schools()}
     warmup, draws = (200, 200) if quick else (500, 500)
     grid = [("chees", c) for c in ((16, 128) if quick else (16, 128, 1024, 4096))]
     grid += [("nuts", c) for c in ((4,) if quick else (4, 128))]
