@@ -82,10 +82,9 @@ def _eight_schools():
 
 def part_mcmc(quick: bool, platform: str):
     import arviz as az
+    from mcmc import gaussian_target
 
     import bayes
-
-    from mcmc import gaussian_target
 
     targets = {"gauss100": gaussian_target(), "eight_schools": _eight_schools()}
     warmup, draws = (200, 200) if quick else (500, 500)
