@@ -20,6 +20,7 @@ import numpy as np
 
 from bayes import sampling
 from bayes.checkpoint import data_digest, load_checkpoint, save_checkpoint
+from bayes.inference.mcmc.chees import CheesWarmupState
 
 __all__ = ["Run"]
 
@@ -37,8 +38,8 @@ def _run_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
 def _shard_chains(tree: Any, num_chains: int) -> Any:
     """Split the chain axis across devices when there are several and it divides evenly."""
     devices = jax.devices()
-    if len(devices) < 2 or num_chains % len(devices):
-        return tree
+    if len(devices) < 2 or num_chains % len(devices) or isinstance(tree, CheesWarmupState):
+        return tree  # the joint ChEES state also holds leaves shared by all chains
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     sharding = NamedSharding(Mesh(np.array(devices), ("chains",)), PartitionSpec("chains"))
@@ -56,9 +57,9 @@ class Run:
         self.total = num_warmup + num_samples
         from bayes.inference.mcmc import schedule
 
-        # ChEES warms up in two phases: per-chain window adaptation for the
-        # first num_adapt steps (chunked like NUTS), then the joint ChEES
-        # adaptation in one compiled call; NUTS and HMC adapt throughout.
+        # ChEES warms up in two phases, both chunked: per-chain window
+        # adaptation (NUTS) for the first num_adapt steps, then the joint ChEES
+        # adaptation; NUTS and HMC adapt throughout.
         self.num_adapt = num_warmup
         if method == "chees":
             self.num_adapt = min(int(settings.window_fraction * num_warmup), num_warmup - 1)
@@ -127,21 +128,29 @@ class Run:
         self.timings["compile_s"] += compile_s
         return 0, states
 
-    def _chees_warmup(self, states: Any, bar) -> tuple[Any, int]:
-        """The joint ChEES adaptation, steps ``num_adapt .. num_warmup - 1`` in one call."""
-        num_steps = self.num_warmup - self.num_adapt
-        bar.set_description("warmup (ChEES)")
+    def _chees_boundary(self, states: Any, t: int) -> Any:
+        """ChEES' phase changes at ``t``: start its joint adaptation, or fix its tuning.
+
+        Decided by the state's type as well as ``t``, so that a run resumed
+        from a checkpoint written at a boundary crosses it too.
+        """
+        if self.method != "chees":
+            return states
+        chees = isinstance(states, CheesWarmupState)
+        if t == self.num_adapt and t < self.num_warmup and not chees:
+            fn = sampling._chees_init
+        elif t == self.num_warmup and chees:
+            fn = sampling._chees_final
+        else:
+            return states
         t0 = time.perf_counter()
         states = _shard_chains(states, self.num_chains)
-        states, compile_s = sampling._chees_states(
-            self.target, self.settings, states, self.chees_key, num_steps, self.num_samples
-        )
+        states, compile_s = fn(self.target, self.settings, states, self.num_warmup -
+                               self.num_adapt, self.num_samples)  # fmt: skip
         jax.block_until_ready(states)
         self.timings["compile_s"] += compile_s
         self.timings["warmup_s"] += time.perf_counter() - t0 - compile_s
-        self.grad_evals += int(self.num_chains * num_steps * np.mean(
-            np.asarray(states.tuning.num_integration_steps)) / 2)  # fmt: skip
-        return states, num_steps
+        return states
 
     def _dispatch(self, states: Any, t: int) -> tuple[Any, int, Any, float]:
         """Launch the chunk starting at step ``t``.
@@ -153,8 +162,12 @@ class Run:
         collects the previous one.
         """
         size = self.chunk_size
+        chees = self.method == "chees" and self.num_adapt <= t < self.num_warmup
         phase_end = self.num_adapt if t < self.num_adapt else self.total
+        phase_end = self.num_warmup if chees else phase_end
         n = min(size, phase_end - t)
+        if chees:  # the joint ChEES adaptation
+            return self._dispatch_chees(states, t, n)
         stage = self.stage[t : t + n] if t < self.num_adapt else np.zeros(n, np.int32)
         window_end = self.window_end[t : t + n] if t < self.num_adapt else np.zeros(n, bool)
         # NumPy arguments: the compiled program takes them as they are, where
@@ -176,6 +189,20 @@ class Run:
         states, info = program(states, self.target.data, *args)
         return states, n, info, dispatched
 
+    def _dispatch_chees(self, states: Any, t: int, n: int) -> tuple[Any, int, Any, float]:
+        steps = np.arange(t - self.num_adapt, t - self.num_adapt + n, dtype=np.int32)
+        program = self._programs.get(("chees-warmup", n))
+        if program is None:
+            program, compile_s = sampling._chees_chunk_program(
+                self.target, self.settings, states, self.chees_key, steps,
+                self.num_warmup - self.num_adapt, self.num_samples,
+            )  # fmt: skip
+            self.timings["compile_s"] += compile_s
+            self._programs[("chees-warmup", n)] = program
+        dispatched = time.perf_counter()
+        states, info = program(states, self.target.data, self.chees_key, steps)
+        return states, n, info, dispatched
+
     def _collect(self, t: int, info: Any, started: float) -> None:
         """Bring the chunk starting at step ``t`` to the host and record it.
 
@@ -195,7 +222,10 @@ class Run:
         """Bookkeeping after steps up to ``t`` are recorded: checkpoint, progress, seam."""
         if self.checkpoint is not None:
             self._save(t, states)
-        bar.set_description("warmup" if t < self.num_warmup else "sampling")
+        chees = self.method == "chees" and self.num_adapt <= t < self.num_warmup
+        bar.set_description(
+            "warmup (ChEES)" if chees else "warmup" if t < self.num_warmup else "sampling"
+        )
         bar.set_postfix(divergences=sum(self.divergences.values()), refresh=False)
         bar.update(n)
         sampling._after_chunk({"t": t, "total": self.total})
@@ -205,7 +235,7 @@ class Run:
 
         if self.chunk_size is None:
             self.chunk_size = sampling.auto_chunk_size(
-                (self.num_adapt, self.num_samples),
+                (self.num_adapt, self.num_warmup - self.num_adapt, self.num_samples),
                 interactive=progress_enabled(progress) or self.checkpoint is not None,
             )
         t, states = self._start()
@@ -219,14 +249,13 @@ class Run:
             bar.update(t)
             try:
                 while t < self.total or pending is not None:
-                    chees_next = self.method == "chees" and t == self.num_adapt
-                    if chees_next and pending is None:
-                        states, n = self._chees_warmup(states, bar)
-                        t = done = t + n
-                        self._done(t, states, n, bar)
-                        continue
+                    # ChEES' phase changes wait for the chunk in flight (a sync point)
+                    boundary = self.method == "chees" and t in (self.num_adapt, self.num_warmup)
+                    if boundary and pending is None:
+                        states = self._chees_boundary(states, t)
+                        boundary = False
                     launched = None
-                    if t < self.total and not chees_next:
+                    if t < self.total and not boundary:
                         states, n, info, dispatched = self._dispatch(states, t)
                         launched = (t, n, info, states, dispatched)
                         t += n

@@ -214,14 +214,24 @@ def _init_states(target, method: str, settings: Settings, points):
     return fn(points), compile_s
 
 
-def _chees_states(target, settings: Settings, states, rng_key, num_steps: int,
-                  num_samples: int):  # fmt: skip
-    """Joint ChEES adaptation, preconditioned by the per-chain window adaptation before it.
+def _chees_fns(target, settings: Settings, data, num_steps: int, num_samples: int):
+    from bayes.inference.mcmc.chees import chees_adaptation
+
+    spec = target.spec
+    return chees_adaptation(
+        lambda x: spec.logdensity(x, data), target.example_position, num_steps=num_steps,
+        max_sampling_steps=num_samples, target_acceptance_rate=settings.target_acceptance_rate,
+        learning_rate=settings.learning_rate,
+    )  # fmt: skip
+
+
+def _chees_init(target, settings: Settings, states, num_steps: int, num_samples: int):
+    """Start of the joint ChEES adaptation, preconditioned by the window adaptation before it.
 
     ``states`` are the window-adapted ``ChainState`` s, or, when that phase
     is empty, the ``(positions, logdensity, grad)`` initial points (then
     ChEES starts from an identity mass matrix and ``initial_step_size``).
-    Returns ``(ChainState with fixed Tuning, compile_s)``.
+    Returns ``(CheesWarmupState, compile_s)``.
     """
     import jax.numpy as jnp
 
@@ -235,24 +245,49 @@ def _chees_states(target, settings: Settings, states, rng_key, num_steps: int,
         eye = jnp.eye(d) if settings.dense_mass else jnp.ones(d)
         imm = jnp.broadcast_to(eye, (num_chains, *eye.shape))
         step_sizes = jnp.full((num_chains,), settings.initial_step_size, jnp.result_type(float))
-    spec = target.spec
 
     def build():
-        from bayes.inference.mcmc.chees import chees_warmup
-
-        def fn(positions, imm, step_sizes, data, rng_key):
-            return chees_warmup(
-                lambda x: spec.logdensity(x, data), positions, imm, step_sizes,
-                rng_key=rng_key, num_steps=num_steps, max_sampling_steps=num_samples,
-                target_acceptance_rate=settings.target_acceptance_rate,
-                learning_rate=settings.learning_rate,
-            )  # fmt: skip
+        def fn(positions, imm, step_sizes, data):
+            init, _, _ = _chees_fns(target, settings, data, num_steps, num_samples)
+            return init(positions, imm, step_sizes)
 
         return fn
 
-    key = (spec, settings, num_steps, num_samples)
-    fn, compile_s = _compile("chees", key, build, positions, imm, step_sizes, target.data, rng_key)
-    return fn(positions, imm, step_sizes, target.data, rng_key), compile_s
+    key = (target.spec, settings, num_steps, num_samples)
+    args = (positions, imm, step_sizes, target.data)
+    fn, compile_s = _compile("chees_init", key, build, *args)
+    return fn(*args), compile_s
+
+
+def _chees_chunk_program(target, settings: Settings, state, rng_key, steps, num_steps: int,
+                         num_samples: int):  # fmt: skip
+    """Compiled ``(state, data, rng_key, steps) -> (state, CheesWarmupInfo)`` of ChEES steps."""
+    from bayes.inference.mcmc.chees import chees_run_chunk
+
+    def build():
+        def fn(state, data, rng_key, steps):
+            _, step, _ = _chees_fns(target, settings, data, num_steps, num_samples)
+            return chees_run_chunk(step, state, rng_key, steps, num_steps)
+
+        return fn
+
+    key = (target.spec, settings, num_steps, num_samples)
+    return _compile("chees_chunk", key, build, state, target.data, rng_key, steps)
+
+
+def _chees_final(target, settings: Settings, state, num_steps: int, num_samples: int):
+    """``ChainState`` s with the fixed ChEES tuning after warmup; ``(states, compile_s)``."""
+
+    def build():
+        def fn(state, data):
+            _, _, final = _chees_fns(target, settings, data, num_steps, num_samples)
+            return final(state)
+
+        return fn
+
+    key = (target.spec, settings, num_steps, num_samples)
+    fn, compile_s = _compile("chees_final", key, build, state, target.data)
+    return fn(state, target.data), compile_s
 
 
 def _chunk_program(target, method: str, settings: Settings, states, args):

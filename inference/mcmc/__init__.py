@@ -14,17 +14,27 @@ from bayes.inference.mcmc.chains import (
     chees_integration_steps,
     run_chunk,
 )
-from bayes.inference.mcmc.chees import chees_warmup
+from bayes.inference.mcmc.chees import (
+    CheesWarmupInfo,
+    CheesWarmupState,
+    chees_adaptation,
+    chees_run_chunk,
+    chees_warmup,
+)
 from bayes.inference.mcmc.window import WindowAdaptationState, schedule, window_adaptation
 
 __all__ = [
     "METHODS",
     "ChainState",
+    "CheesWarmupInfo",
+    "CheesWarmupState",
     "StepInfo",
     "Tuning",
     "WindowAdaptationState",
     "build_step",
+    "chees_adaptation",
     "chees_integration_steps",
+    "chees_run_chunk",
     "chees_warmup",
     "run_chunk",
     "schedule",

@@ -62,9 +62,12 @@ def test_chees_badly_scaled_regression_matches_exact_posterior(regression_run):
 
 
 def test_chees_resumes_across_both_warmup_phases(regression_run, tmp_path, monkeypatch):
-    """Killed after the window phase (t=100) and after ChEES (t=400), it ends as if never."""
+    """Killed after the window phase (t=100), inside ChEES (t=200) and after it (t=400).
+
+    It ends as if never interrupted.
+    """
     checkpoint, seen = tmp_path / "run.ckpt", []
-    for call, stop_at in enumerate((100, 400, None)):
+    for call, stop_at in enumerate((100, 200, 400, None)):
 
         def after_chunk(progress, stop_at=stop_at, call=call):
             if len(seen) == call:
@@ -80,8 +83,8 @@ def test_chees_resumes_across_both_warmup_phases(regression_run, tmp_path, monke
                 continue
             with pytest.raises(KeyboardInterrupt):
                 bayes.sample(regression_logdensity, {"x": X, "y": Y}, checkpoint=checkpoint, **RUN)
-    # window phase: 100 steps in one chunk; then ChEES to 400 in one call; then sampling
-    assert seen == [100, 400, 500]
+    # window phase: 100 steps in one chunk; then ChEES in chunks of 100 to 400; then sampling
+    assert seen == [100, 200, 300, 500]
     for name in ("beta", "log_sigma"):
         np.testing.assert_array_equal(resumed.posterior[name], regression_run.posterior[name])
     assert resumed.posterior.attrs["compile_s"] == 0.0  # same programs as the first run
@@ -91,13 +94,8 @@ def test_preconditioned_tuning_maps_back_to_original_coordinates():
     """ChEES on z = x / s with inverse mass D is returned as inverse mass s^2 D on x."""
     from bayes.inference.mcmc.chees import chees_warmup
 
-    mean, sd = jnp.array([26.0, 0.6, 2.9]), jnp.array([10.0, 0.1, 0.01])
-
-    def logdensity(x):
-        return -0.5 * jnp.sum(((x - mean) / sd) ** 2)
-
-    num_chains = 8
-    positions = mean + sd * jax.random.normal(jax.random.key(0), (num_chains, 3))
+    logdensity, positions = _gaussian_chees_problem()
+    sd, num_chains = jnp.array([10.0, 0.1, 0.01]), 8
     imm = jnp.broadcast_to(sd**2, (num_chains, 3))
 
     @jax.jit
@@ -112,3 +110,61 @@ def test_preconditioned_tuning_maps_back_to_original_coordinates():
     np.testing.assert_allclose(state.kernel.logdensity_grad, grad, rtol=1e-3, atol=1e-2)
     ratio = state.tuning.inverse_mass_matrix / sd**2  # ChEES' own diagonal estimate on z
     assert np.all((ratio > 0.1) & (ratio < 10)), ratio
+
+
+def _gaussian_chees_problem():
+    mean, sd = jnp.array([26.0, 0.6, 2.9]), jnp.array([10.0, 0.1, 0.01])
+
+    def logdensity(x):
+        return -0.5 * jnp.sum(((x - mean) / sd) ** 2)
+
+    positions = mean + sd * jax.random.normal(jax.random.key(0), (8, 3))
+    return logdensity, positions
+
+
+def test_stepwise_chees_equals_blackjax_run_and_any_chunking():
+    """Identity preconditioner: the step-wise ChEES phase is BlackJAX's ``run``, bit for bit.
+
+    Cut into chunks of 37, 63 and 50 steps it gives the same state as in one call.
+    """
+    import blackjax
+    import optax
+    from bayes.inference.mcmc.chees import chees_adaptation, chees_run_chunk
+    from blackjax.adaptation.base import get_filter_adapt_info_fn
+
+    logdensity, positions = _gaussian_chees_problem()
+    num_chains, num_steps, key = 8, 150, jax.random.key(1)
+    ones = jnp.ones((num_chains, 3))
+
+    @jax.jit
+    def reference(positions):
+        warmup = blackjax.chees_adaptation(
+            logdensity, num_chains, mass_matrix_estimation="diagonal",
+            adaptation_info_fn=get_filter_adapt_info_fn(),
+        )  # fmt: skip
+        (states, params), _ = warmup.run(key, positions, jnp.asarray(0.5), optax.adam(0.025),
+                                         num_steps, max_sampling_steps=100)  # fmt: skip
+        return states, params["step_size"], params["inverse_mass_matrix"], params[
+            "integration_steps_params"][0]  # fmt: skip
+
+    init, step, final = chees_adaptation(logdensity, positions[0], num_steps=num_steps,
+                                         max_sampling_steps=100)  # fmt: skip
+
+    @jax.jit
+    def chunked(positions):
+        whole = init(positions, ones, jnp.full(num_chains, 0.5))
+        cut = whole
+        for lo, hi in ((0, 37), (37, 100), (100, 150)):
+            cut, _ = chees_run_chunk(step, cut, key, jnp.arange(lo, hi), num_steps)
+        whole, info = chees_run_chunk(step, whole, key, jnp.arange(num_steps), num_steps)
+        return final(whole), final(cut), info
+
+    (states, step_size, imm, length), (whole, cut, info) = reference(positions), chunked(positions)
+    for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(cut)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(whole.kernel.position, states.position)
+    np.testing.assert_array_equal(whole.kernel.logdensity_grad, states.logdensity_grad)
+    np.testing.assert_array_equal(whole.tuning.step_size[0], step_size)
+    np.testing.assert_array_equal(whole.tuning.inverse_mass_matrix[0], imm)
+    np.testing.assert_array_equal(whole.tuning.num_integration_steps[0], length)
+    assert info.n_steps.shape == (num_steps, num_chains) and int(info.n_steps.min()) >= 1
