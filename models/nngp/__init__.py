@@ -64,10 +64,9 @@ from .svtp import (
     SVTPFit,
     svtp,
     svtp_class_probabilities,
-    svtp_fit,
     svtp_latent_predict,
-    svtp_objective,
 )
+from .svtp_train import svtp_fit, svtp_objective
 
 __all__ = [
     "ACTIVATIONS",

@@ -83,13 +83,17 @@ def _held_out(p_in, p_out):
     }, h_out
 
 
-def ood_classification(ctx: Any) -> dict[str, Any]:
-    """Digits: NNGP vs Student-t process classifiers, clean, corrupted and held-out class."""
+def ood_classification(ctx: Any, **overrides: Any) -> dict[str, Any]:
+    """Digits: NNGP vs Student-t process classifiers, clean, corrupted and held-out class.
+
+    ``overrides`` replace the settings of the mode (``n_train``, ``n_eval``, ``steps``,
+    ``sv``, ``noise_levels``), e.g. for a small-training-set or stronger-shift run.
+    """
     with serial_blas():  # 200-1000 point factorizations: BLAS threads only spin
-        return _ood(ctx)
+        return _ood(ctx, overrides)
 
 
-def _ood(ctx: Any) -> dict[str, Any]:
+def _ood(ctx: Any, overrides: dict[str, Any]) -> dict[str, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -97,15 +101,22 @@ def _ood(ctx: Any) -> dict[str, Any]:
     from sklearn.datasets import load_digits
 
     from .classification import one_hot_targets
-    from .svtp import svtp, svtp_class_probabilities, svtp_fit
+    from .svtp import svtp, svtp_class_probabilities
+    from .svtp_train import svtp_fit
 
     if ctx.quick:
-        n_train, n_eval, steps = 200, 150, 30
-        sv = dict(num_inducing=32, num_steps=300, batch_size=64)
+        settings = dict(n_train=200, n_eval=150, steps=30)
+        settings["sv"] = dict(num_inducing=32, num_steps=300, batch_size=64)
     else:
-        n_train, n_eval, steps = 1000, 180, 150
-        sv = dict(num_inducing=100, num_steps=3000, batch_size=128)
-    noise_levels = [0.0, 0.5, 1.0, 2.0]
+        settings = dict(n_train=1000, n_eval=180, steps=150)
+        settings["sv"] = dict(num_inducing=100, num_steps=3000, batch_size=128)
+    settings["noise_levels"] = [0.0, 0.5, 1.0, 2.0]
+    unknown = set(overrides) - set(settings)
+    if unknown:
+        raise ValueError(f"unknown settings {sorted(unknown)}")
+    settings.update(overrides)
+    n_train, n_eval, steps, sv = (settings[k] for k in ("n_train", "n_eval", "steps", "sv"))
+    noise_levels = [float(v) for v in settings["noise_levels"]]
     num_samples, depth, num_classes, held_out = 128, 2, 9, 9
     digits = load_digits()
     x_all, labels = digits.data / 16.0, digits.target
