@@ -134,7 +134,7 @@ def auto_chunk_size(phases: tuple[int, ...], *, interactive: bool, minimum: int 
 
     Args:
         phases: Lengths of the chunked phases (window-adaptation warmup,
-            sampling); zeros are ignored.
+            ChEES' joint adaptation, sampling); zeros are ignored.
         interactive: A progress bar or checkpoint is on.
         minimum: Chunk length with ``interactive`` and the smallest automatic one.
 
