@@ -31,6 +31,86 @@ def _lag_one_truth(theta, ys) -> float:
     return float((sm.cross_covs[:, 0, 0] + sm.means[:-1, 0] * sm.means[1:, 0]).sum())
 
 
+def paris_variance_by_length(
+    rng_key, num_sets: int, num_reps: int, num_particles: int, max_length: int
+):
+    """Variance of PaRIS over replications for every prefix length, per data set.
+
+    PaRIS is online: one run's running estimates :math:`\\sum_i W_t^i \\tau_t^i`
+    estimate the functional :math:`\\sum_{s \\le t} x_{s-1}x_s` of every prefix
+    :math:`y_{0:t}`. ``num_sets`` independent data sets of length ``max_length``
+    (from :data:`LGSSM_THETA`) get ``num_reps`` runs each (exact backward draws,
+    ``K = 2``); averaging over data sets matters because one data set's prefixes
+    weigh its own stretches of large :math:`|x|`.
+
+    Returns:
+        Unbiased (``ddof=1``) variances, array ``(num_sets, max_length - 1)`` for
+        the prefix lengths ``2..max_length``.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from bayes.inference.smc import paris
+    from bayes.models import ssm
+
+    theta = ssm.scalar_theta(**LGSSM_THETA)
+    model = ssm.linear_gaussian_ssm(ssm.scalar_matrices)
+
+    def running_estimates(ys, key):
+        k0, k1 = jax.random.split(key)
+        state = paris.init(k0, model, theta, ys[0], num_particles, _lag_one)
+
+        def body(state, inputs):
+            k, y, t = inputs
+            state, _ = paris.step(k, state, model, theta, y, t, _lag_one)
+            return state, paris.estimate(state)
+
+        steps = (jax.random.split(k1, max_length - 1), ys[1:], jnp.arange(1, max_length))
+        return jax.lax.scan(body, state, steps)[1]
+
+    k_data, k_runs = jax.random.split(rng_key)
+    mats = ssm.scalar_matrices(theta)
+    data_sets = jax.vmap(lambda k: ssm.simulate(k, mats, max_length)[1])(
+        jax.random.split(k_data, num_sets)
+    )
+    runs = jax.jit(
+        jax.vmap(
+            lambda ys, k: jax.vmap(lambda kk: running_estimates(ys, kk))(
+                jax.random.split(k, num_reps)
+            )
+        )
+    )
+    est = np.asarray(runs(data_sets, jax.random.split(k_runs, num_sets)), dtype=float)
+    return est.var(axis=1, ddof=1)
+
+
+def loglog_slope(per_set, lengths, min_length: int) -> tuple[float, float]:
+    """Least-squares slope of log(mean variance) on log T for ``T >= min_length``.
+
+    Args:
+        per_set: Variances ``(num_sets, len(lengths))``.
+        lengths: Prefix lengths.
+        min_length: Smallest length fitted (past the constant contribution of the
+            final filter).
+
+    Returns:
+        ``(slope, standard error)``, the error by jackknife over data sets (their
+        spread dominates that of the replications).
+    """
+    import numpy as np
+
+    fit = lengths >= min_length
+
+    def slope_of(curve):
+        return float(np.polyfit(np.log(lengths[fit]), np.log(curve[fit]), 1)[0])
+
+    num_sets = per_set.shape[0]
+    leave_one_out = np.array(
+        [slope_of((per_set.sum(0) - per_set[i]) / (num_sets - 1)) for i in range(num_sets)]
+    )
+    return slope_of(per_set.mean(0)), float(np.sqrt((num_sets - 1) * leave_one_out.var()))
+
+
 @experiment(
     "paris-bias",
     "PaRIS vs PPG on a linear Gaussian model: bias, variance and MSE against the Kalman value",
@@ -40,19 +120,19 @@ def paris_bias(ctx: RunContext) -> dict[str, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
-    import jax.numpy as jnp
     import matplotlib.pyplot as plt
     import numpy as np
     from bayes.inference.smc import csmc, paris
-    from bayes.models import ssm
 
     T = 40 if ctx.quick else 100
     sizes = [16, 64] if ctx.quick else [16, 64, 256]
     reps = 100 if ctx.quick else 400
     num_sweeps = 6 if ctx.quick else 10
     burnins = [0, 1, 3] if ctx.quick else [0, 2, 5]
-    # Variance in T: independent data sets x replications x prefixes up to T_max.
-    num_sets, var_reps = (16, 16) if ctx.quick else (32, 32)
+    # Variance in T: independent data sets x replications x prefixes up to T_max. The
+    # spread between data sets dominates the error, so many sets with few replications
+    # each (4 per set gives unbiased per-set variances).
+    num_sets, var_reps = (64, 4) if ctx.quick else (1024, 4)
     var_particles, max_length = (32, 160) if ctx.quick else (64, 400)
     theta, ys, model = _lgssm_setup(ctx.seed, T)
     truth = _lag_one_truth(theta, ys)
@@ -102,49 +182,21 @@ def paris_bias(ctx: RunContext) -> dict[str, Any]:
         ctx.log(f"N={n}: PaRIS bias {entry['paris']['bias']:.3f}, "
                 f"PPG bias {entry[f'ppg_k0={burnins[-1]}']['bias']:.3f}")  # fmt: skip
 
-    # PaRIS is online: one run's running estimates sum_i W_t^i tau_t^i estimate the
-    # functional of every prefix y_{0:t}. Their variance over replications, averaged
-    # over independent data sets (one data set's prefixes weigh its own stretches of
-    # large |x|), is fitted against T on [T_max/8, T_max], past the constant
-    # contribution of the final filter.
-    def running_estimates(ys, key):
-        k0, k1 = jax.random.split(key)
-        state = paris.init(k0, model, theta, ys[0], var_particles, _lag_one)
-
-        def body(state, inputs):
-            k, y, t = inputs
-            state, _ = paris.step(k, state, model, theta, y, t, _lag_one)
-            return state, paris.estimate(state)
-
-        steps = (jax.random.split(k1, max_length - 1), ys[1:], jnp.arange(1, max_length))
-        return jax.lax.scan(body, state, steps)[1]
-
-    key, k_data, k_runs = jax.random.split(key, 3)
-    mats = ssm.scalar_matrices(theta)
-    data_sets = jax.vmap(lambda k: ssm.simulate(k, mats, max_length)[1])(
-        jax.random.split(k_data, num_sets)
-    )
-    runs = jax.jit(
-        jax.vmap(
-            lambda ys, k: jax.vmap(lambda kk: running_estimates(ys, kk))(
-                jax.random.split(k, var_reps)
-            )
-        )
-    )
-    est_t = np.asarray(runs(data_sets, jax.random.split(k_runs, num_sets)), dtype=float)
-    per_set = est_t.var(axis=1, ddof=1)  # (num_sets, max_length - 1): prefixes 2..T_max
+    key, k_var = jax.random.split(key)
+    per_set = paris_variance_by_length(k_var, num_sets, var_reps, var_particles, max_length)
     lengths = np.arange(2, max_length + 1)
-    fit = lengths >= max_length // 8
-
-    def slope_of(var_curve: np.ndarray) -> float:
-        return float(np.polyfit(np.log(lengths[fit]), np.log(var_curve[fit]), 1)[0])
-
     variances = per_set.mean(0)
-    slope = slope_of(variances)
-    # Jackknife over data sets: the spread of data sets dominates the replications'.
-    leave_one_out = [slope_of(np.delete(per_set, i, 0).mean(0)) for i in range(num_sets)]
-    slope_se = float(np.sqrt((num_sets - 1) * np.var(leave_one_out)))
-    ctx.log(f"variance log-log slope in T: {slope:.2f} +- {slope_se:.2f}")
+    slope, slope_se = loglog_slope(per_set, lengths, max_length // 8)
+    # Local slopes on the two halves of the fitted range: equal if the growth is a power.
+    half = max_length // 2 - 1
+    early = loglog_slope(per_set[:, :half], lengths[:half], max_length // 8)
+    late = loglog_slope(per_set, lengths, max_length // 2)
+    marks = (max_length // 8, max_length // 2, max_length)
+    per_length = {int(n): per_set[:, n - 2] for n in marks}
+    ctx.log(
+        f"variance log-log slope in T: {slope:.3f} +- {slope_se:.3f} "
+        f"(halves {early[0]:.3f} +- {early[1]:.3f}, {late[0]:.3f} +- {late[1]:.3f})"
+    )
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     labels = list(by_size[sizes[0]])
@@ -153,6 +205,8 @@ def paris_bias(ctx: RunContext) -> dict[str, Any]:
         err = [by_size[n][label]["bias_se"] for n in sizes]
         axes[0].errorbar(sizes, bias, yerr=err, marker="o", label=label, capsize=3)
     axes[0].set(xscale="log", xlabel="N", ylabel="|bias|", title=f"bias, T={T}")
+    axes[0].set_xticks(sizes, [str(n) for n in sizes])
+    axes[0].minorticks_off()
     axes[0].legend(fontsize=8)
     axes[1].loglog(lengths, variances, "-", label=f"PaRIS variance ({num_sets} data sets)")
     ref = variances[-1] * lengths / lengths[-1]
@@ -172,12 +226,18 @@ def paris_bias(ctx: RunContext) -> dict[str, Any]:
         "replications": reps,
         "num_sweeps": num_sweeps,
         "by_num_particles": by_size,
-        "variance_by_length": {
-            int(n): float(variances[n - 2]) for n in (max_length // 8, max_length // 2, max_length)
+        "variance_by_length": {n: float(v.mean()) for n, v in per_length.items()},
+        # Variance / T with its standard error over data sets: constant if linear.
+        "variance_over_T": {
+            n: [float(v.mean() / n), float(v.std(ddof=1) / np.sqrt(num_sets) / n)]
+            for n, v in per_length.items()
         },
         "variance_num_particles": var_particles,
+        "variance_num_data_sets": num_sets,
+        "variance_replications_per_set": var_reps,
         "variance_slope_in_T": slope,
         "variance_slope_se": slope_se,
+        "variance_slope_halves": {"first": list(early), "second": list(late)},
         "ppg_bias_below_paris": {
             n: abs(by_size[n][deepest]["bias"]) < abs(by_size[n]["paris"]["bias"]) for n in sizes
         },
