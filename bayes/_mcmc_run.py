@@ -223,9 +223,9 @@ class Run:
         if self.checkpoint is not None:
             self._save(t, states)
         chees = self.method == "chees" and self.num_adapt <= t < self.num_warmup
-        bar.set_description(
-            "warmup (ChEES)" if chees else "warmup" if t < self.num_warmup else "sampling"
-        )
+        # no refresh here: the bar redraws once, at the update, with the new count
+        phase = "warmup (ChEES)" if chees else "warmup" if t < self.num_warmup else "sampling"
+        bar.set_description(phase, refresh=False)
         bar.set_postfix(divergences=sum(self.divergences.values()), refresh=False)
         bar.update(n)
         sampling._after_chunk({"t": t, "total": self.total})
