@@ -58,8 +58,10 @@ PLANS: dict[str, dict[str, Any]] = {
     # The docs' numbers: saas left out (Pyro NUTS took 70-100 s per fit on 2 shared cores).
     "medium": {"problems": {"branin": ("branin", 0.0, 5, 15),
                             "hartmann6": ("hartmann6", 0.0, 8, 16),
+                            "ackley10": ("ackley10", 0.0, 8, 16),
+                            "hartmann6-noisy": ("hartmann6", 0.2, 8, 16),
                             "branincurrin": ("branincurrin", 0.0, 5, 12)},
-               "num_seeds": 3, "surrogate_options": SMALL,
+               "num_seeds": 5, "surrogate_options": SMALL,
                "acquisition_options": _ACQ_SMALL, "skip": ("saas",)},
     # High-dimensional evidence within about an hour on 2 shared cores: the cheap
     # surrogates only (bnn-hmc's per-iteration cost in 50-d is in the docs).
