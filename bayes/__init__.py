@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 # name -> (module, attribute or None for the module itself)
 _LAZY: dict[str, tuple[str, str | None]] = {
     "sample": ("bayes.sampling", "sample"),
+    "clear_cache": ("bayes.sampling", "clear_cache"),
     "diagnostics": ("bayes.diagnostics", None),
     "bo": ("bayes.bo", None),
     "bridge": ("bayes.bridge", None),

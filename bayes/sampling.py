@@ -29,7 +29,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["EXTERNAL_METHODS", "HMC_METHODS", "METHODS", "auto_chunk_size", "sample"]
+__all__ = [
+    "EXTERNAL_METHODS",
+    "HMC_METHODS",
+    "METHODS",
+    "auto_chunk_size",
+    "clear_cache",
+    "sample",
+]
 
 HMC_METHODS = ("nuts", "hmc", "chees")
 EXTERNAL_METHODS = {
@@ -42,6 +49,22 @@ METHODS = (*HMC_METHODS, *EXTERNAL_METHODS)
 # limited number of, and `jax.clear_caches()` cannot release what we hold.
 _COMPILED: OrderedDict[Any, Any] = OrderedDict()
 _MAX_COMPILED = 64
+
+
+def clear_cache() -> None:
+    """Release every compiled program this process holds: ours and JAX's.
+
+    Empties the programs :func:`sample` keeps for re-runs with the same shapes
+    and calls ``jax.clear_caches()``. On the CPU each program holds about 18
+    memory mappings, and Linux caps a process at ``vm.max_map_count`` of them
+    (65530 by default), so a long-lived process that samples many different
+    models should call this between them. The persistent compilation cache on
+    disk is kept: a program needed again is loaded from it, not recompiled.
+    """
+    import jax
+
+    _COMPILED.clear()
+    jax.clear_caches()
 
 
 @dataclass(frozen=True)

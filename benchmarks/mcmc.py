@@ -389,6 +389,7 @@ def main() -> None:
 
     import jax
 
+    import bayes
     from bayes.config import enable_compilation_cache
 
     jax.config.update("jax_enable_x64", True)
@@ -401,6 +402,9 @@ def main() -> None:
     load_avg = [os.getloadavg()[0]]
     rows, ratios = [], []
     for name in names:
+        # the programs of earlier posteriors are done with; each holds memory
+        # mappings, of which a process has a limited number (see bayes.clear_cache)
+        bayes.clear_cache()
         model, data = load(name)
         runners = {peer: fn(model, data, args) for peer, fn in
                    zip(peers, (run_bayes, run_numpyro, run_blackjax))}  # fmt: skip

@@ -70,8 +70,9 @@ def _release_compiled_programs():
         return
     sampling = sys.modules.get("bayes.sampling")
     if sampling is not None:
-        sampling._COMPILED.clear()
-    jax.clear_caches()
+        sampling.clear_cache()
+    else:
+        jax.clear_caches()
 
 
 @pytest.fixture

@@ -205,6 +205,16 @@ def test_compiled_programs_are_bounded_most_recent_kept(monkeypatch):
     assert [k[0] for k in sampling._COMPILED] == ["a", "c"]
 
 
+def test_clear_cache_releases_our_programs_and_recompiles_on_demand(monkeypatch):
+    monkeypatch.setattr(sampling, "_COMPILED", type(sampling._COMPILED)())
+    x = jnp.ones(3)
+    sampling._compile("a", None, lambda: jnp.sin, x)
+    assert sampling._compile("a", None, lambda: jnp.sin, x)[1] == 0.0  # cached
+    bayes.clear_cache()
+    assert len(sampling._COMPILED) == 0
+    assert sampling._compile("a", None, lambda: jnp.sin, x)[1] > 0.0  # built again
+
+
 def test_checkpoint_records_the_chunk_length_in_use(tmp_path):
     # a checkpoint from an explicit chunk_size=100 resumes under the default, which
     # also runs 100-step chunks when checkpointing; another length is another run
