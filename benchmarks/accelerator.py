@@ -14,7 +14,8 @@ docs/benchmarks.md has no section from it yet.)
 
 * ``mcmc``: ``bayes.sample(method="chees")`` (many chains adapted jointly, the
   accelerator-friendly method) and ``method="nuts"`` on a 100-dimensional Gaussian
-  with correlation 0.9 and on eight schools (non-centred), for growing numbers of
+  with correlation 0.9 and on posteriordb's eight schools (non-centred; set
+  ``BAYES_POSTERIORDB`` where ``../shared`` is absent), for growing numbers of
   chains: compile, warmup and sampling seconds, minimum bulk ESS and ESS per second.
 * ``smc``: the bootstrap particle filter and PaRIS (exact O(N^2) and MH O(N)
   backward draws) on a scalar linear Gaussian model, for growing T and N: run seconds
@@ -60,33 +61,18 @@ def _peak_bytes() -> float | None:
 # ----------------------------------------------------------------------------- mcmc
 
 
-def _eight_schools():
-    import numpyro
-    import numpyro.distributions as dist
-
-    y = [28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0]
-    sigma = [15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0]
-
-    def model(y, sigma):
-        mu = numpyro.sample("mu", dist.Normal(0, 5))
-        tau = numpyro.sample("tau", dist.HalfCauchy(5))
-        with numpyro.plate("J", len(y)):
-            theta_tilde = numpyro.sample("theta_tilde", dist.Normal(0, 1))
-            numpyro.deterministic("theta", mu + tau * theta_tilde)
-            numpyro.sample("obs", dist.Normal(mu + tau * theta_tilde, sigma), obs=y)
-
-    import numpy as np
-
-    return model, {"y": np.asarray(y), "sigma": np.asarray(sigma)}
-
-
 def part_mcmc(quick: bool, platform: str):
     import arviz as az
-    from mcmc import gaussian_target
+    from mcmc import gaussian_target, load
 
     import bayes
 
-    targets = {"gauss100": gaussian_target(), "eight_schools": _eight_schools()}
+    # eight schools from posteriordb (on a machine without ../shared, point
+    # BAYES_POSTERIORDB at a copy carried along)
+    targets = {
+        "gauss100": gaussian_target(),
+        "eight_schools": load("eight_schools-eight_schools_noncentered"),
+    }
     warmup, draws = (200, 200) if quick else (500, 500)
     grid = [("chees", c) for c in ((16, 128) if quick else (16, 128, 1024, 4096))]
     grid += [("nuts", c) for c in ((4,) if quick else (4, 128))]
