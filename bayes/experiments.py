@@ -17,12 +17,21 @@ fast. A module is imported only when one of its experiments runs.
 :func:`run_experiment` calls the function with a :class:`RunContext` and
 writes ``results.json`` (the returned figures, the settings, package
 versions, timings and the list of plots) to ``ctx.out``.
+
+Nothing is lost when a long run is interrupted: an experiment wraps each
+independent job in :meth:`RunContext.cached`, which stores the job's result in
+``out/.partial/<key>.json`` as soon as it is computed. Running the same
+experiment again with the same output folder, ``quick``, ``seed`` and job
+settings reuses those files instead of recomputing; any other settings
+recompute. The folder is removed once ``results.json`` is written, so partial
+results live only between an interruption and the run that completes.
 """
 
 from __future__ import annotations
 
 import ast
 import datetime as _dt
+import hashlib
 import importlib
 import importlib.util
 import json
@@ -30,6 +39,8 @@ import math
 import os
 import pkgutil
 import platform
+import re
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -39,6 +50,7 @@ from typing import Any, TypeVar
 
 __all__ = [
     "EXTRA_MODULES",
+    "PARTIAL_DIR",
     "Experiment",
     "ExperimentError",
     "RunContext",
@@ -55,6 +67,8 @@ EXTRA_MODULES: tuple[str, ...] = ("bayes.bo.experiments",)
 _REGISTRY: dict[str, Experiment] = {}
 _DISCOVERED = False
 T = TypeVar("T")
+PARTIAL_DIR = ".partial"
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class ExperimentError(ValueError):
@@ -98,6 +112,10 @@ class RunContext:
         out: Output folder (exists and is writable).
         progress: Whether to show progress bars.
         figures: Names of the PNG files written through :meth:`savefig`.
+        name: Name of the running experiment (recorded with every cached job).
+        jobs: Number of :meth:`cached` calls so far.
+        jobs_reused: How many of them were read back from an earlier run.
+        reused_s: Compute time, as first measured, of the jobs read back.
     """
 
     quick: bool
@@ -105,6 +123,84 @@ class RunContext:
     out: Path
     progress: bool = True
     figures: list[str] = field(default_factory=list)
+    name: str = ""
+    jobs: int = 0
+    jobs_reused: int = 0
+    reused_s: float = 0.0
+    _keys: set[str] = field(default_factory=set, init=False, repr=False)
+
+    @property
+    def partial_dir(self) -> Path:
+        """Folder of the per-job results kept until the run completes."""
+        return self.out / PARTIAL_DIR
+
+    def cached(
+        self, key: str, fn: Callable[[], dict[str, Any]], settings: Any = None
+    ) -> dict[str, Any]:
+        """Run one job of the experiment, or read its result back from an interrupted run.
+
+        If ``out/.partial/<key>.json`` was written by this experiment with the same
+        ``quick``, ``seed`` and ``settings``, its stored result is returned and ``fn`` is
+        not called. Otherwise ``fn()`` runs and its result is written there atomically
+        (a temporary file, then ``os.replace``), so a kill at any moment leaves either
+        the whole file or none.
+
+        The result goes through a JSON round trip in both cases (NumPy/JAX scalars and
+        arrays become floats, ints and lists; tuples become lists; NaN and infinities are
+        kept), so a resumed run computes exactly what an uninterrupted one does.
+
+        Args:
+            key: Name of the job, unique within the run: letters, digits, ``.``, ``_``
+                and ``-`` (e.g. ``"boston-seed3"``).
+            fn: Computes the job's result, a JSON-able dict.
+            settings: Everything else the job's result depends on (sizes, step counts,
+                hyperparameters), JSON-able. A stored result made with other settings
+                is never reused.
+
+        Returns:
+            The job's result after the JSON round trip.
+
+        Raises:
+            ValueError: A malformed key, a key used twice in one run, or settings or a
+                result that JSON cannot hold.
+        """
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
+            raise ValueError(
+                f"job key {key!r} must be 1-128 letters, digits, '.', '_' or '-' "
+                "(not starting with '.', '_' or '-')"
+            )
+        if key in self._keys:
+            raise ValueError(f"job key {key!r} is used twice in one run")
+        self._keys.add(key)
+        self.jobs += 1
+        stamp = {"experiment": self.name, "quick": self.quick, "seed": self.seed}
+        try:
+            stamp["settings"] = _roundtrip(settings)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"settings of job {key!r} are not JSON-able: {err}") from None
+        stamp["digest"] = hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()
+        path = self.partial_dir / f"{key}.json"
+        stored = _read_json(path)
+        if stored is not None and stored.get("digest") == stamp["digest"]:
+            self.jobs_reused += 1
+            if self.jobs_reused == 1:
+                self.log(f"resuming: reading finished jobs back from {self.partial_dir}")
+            self.reused_s += float(stored.get("elapsed_s", 0.0))
+            return stored["result"]
+        t0 = time.perf_counter()
+        result = fn()
+        if not isinstance(result, dict):
+            raise ValueError(f"job {key!r} returned {type(result).__name__}, not a dict")
+        try:
+            result = _roundtrip(result)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"result of job {key!r} is not JSON-able: {err}") from None
+        entry = {**stamp, "key": key, "elapsed_s": time.perf_counter() - t0, "result": result}
+        self.partial_dir.mkdir(exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(entry))
+        os.replace(tmp, path)
+        return result
 
     def savefig(self, fig: Any, name: str) -> Path:
         """Save a matplotlib figure as ``out/name.png`` and close it."""
@@ -248,6 +344,36 @@ def to_jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _plain(value: Any) -> Any:
+    """Like :func:`to_jsonable` but keeps NaN and infinities (Python's JSON reads them)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        return value
+    if hasattr(value, "tolist") and callable(value.tolist) and not isinstance(value, str):
+        return _plain(value.tolist())
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store a {type(value).__name__}")
+
+
+def _roundtrip(value: Any) -> Any:
+    return json.loads(json.dumps(_plain(value)))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None if it is missing or unreadable."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _prepare_out(out: Path) -> Path:
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -267,8 +393,13 @@ def run_experiment(
     seed: int = 0,
     out: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    resume: bool = True,
 ) -> dict[str, Any]:
     """Run a registered experiment and write ``results.json`` and its plots.
+
+    Jobs run through :meth:`RunContext.cached` that an interrupted run with the same
+    settings already finished are read back from ``out/.partial``; that folder is
+    removed once ``results.json`` is written.
 
     Args:
         name: Registered name (see :func:`registry`).
@@ -276,9 +407,11 @@ def run_experiment(
         seed: Master seed.
         out: Output folder; defaults to ``results/NAME``.
         progress: Show progress bars.
+        resume: Reuse the job results of an interrupted run; ``False`` deletes them first.
 
     Returns:
-        The content written to ``out/results.json``.
+        The content written to ``out/results.json``; its ``jobs`` entry counts the
+        cached jobs (``total``) and those read back (``reused``).
 
     Raises:
         ExperimentError: Unknown name or unwritable output folder.
@@ -288,17 +421,23 @@ def run_experiment(
         known = ", ".join(experiments) or "none"
         raise ExperimentError(f"unknown experiment {name!r} (known: {known})")
     folder = _prepare_out(Path(out) if out is not None else Path("results") / name)
-    ctx = RunContext(quick=quick, seed=seed, out=folder, progress=progress)
+    ctx = RunContext(quick=quick, seed=seed, out=folder, progress=progress, name=name)
+    if not resume:
+        shutil.rmtree(ctx.partial_dir, ignore_errors=True)
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     results = experiments[name].load()(ctx)
+    timings = {"total_s": time.perf_counter() - t0}
+    if ctx.jobs_reused:
+        timings["reused_jobs_s"] = ctx.reused_s
     record = {
         "experiment": name,
         "description": experiments[name].description,
         "settings": {"quick": quick, "seed": seed, "out": str(folder)},
         "results": results,
         "figures": ctx.figures,
-        "timings": {"total_s": time.perf_counter() - t0},
+        "jobs": {"total": ctx.jobs, "reused": ctx.jobs_reused},
+        "timings": timings,
         "started": started,
         "versions": package_versions(),
     }
@@ -306,4 +445,6 @@ def run_experiment(
     tmp = folder / "results.json.tmp"
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp, folder / "results.json")
+    # the record is complete: stale job files must not outlive the run whose settings they had
+    shutil.rmtree(ctx.partial_dir, ignore_errors=True)
     return record

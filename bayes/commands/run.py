@@ -15,6 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="reduced size (under a minute)")
     parser.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     parser.add_argument("--out", default=None, help="output folder (default results/NAME)")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard the job results an interrupted run left in OUT/.partial",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--json", action="store_true", help="print results.json to stdout")
 
@@ -43,12 +48,16 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         out=args.out,
         progress=not args.no_progress,
+        resume=not args.fresh,
     )
     if args.json:
         print(json.dumps(record, indent=2))
     else:
         out = record["settings"]["out"]
         print(f"{args.name}: done in {record['timings']['total_s']:.1f} s -> {out}/results.json")
+        jobs = record["jobs"]
+        if jobs["reused"]:
+            print(f"  resumed: {jobs['reused']} of {jobs['total']} jobs from {out}/.partial")
         for key, value in record["results"].items():
             if isinstance(value, int | float | str) or value is None:
                 print(f"  {key}: {value}")
