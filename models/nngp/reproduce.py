@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -44,6 +45,8 @@ def regression_benchmark(ctx: Any, **overrides: Any) -> dict[str, Any]:
 
     ``overrides`` replace the settings of the mode (``num_seeds``, ``depths``,
     ``max_train``, ``max_eval``, ``num_steps``), e.g. for an intermediate run.
+    Each (data set, seed) pair is one job of ``ctx.cached``: an interrupted run
+    resumes from the pairs it finished.
     """
     import matplotlib
 
@@ -64,29 +67,50 @@ def regression_benchmark(ctx: Any, **overrides: Any) -> dict[str, Any]:
     max_train, max_eval, num_steps = (settings[k] for k in ("max_train", "max_eval", "num_steps"))
     raw = {name: load_regression(name) for name in datasets}
     width = max(x.shape[1] for x, _ in raw.values())
-    jobs = [(name, seed) for name in datasets for seed in seeds]
+    # seed-major: a run stopped part-way has every data set for its first seeds
+    jobs = [(name, seed) for seed in seeds for name in datasets]
     per_run: dict[str, dict[str, list[dict[str, float]]]] = {
         name: {f: [] for f in FAMILIES} for name in datasets
     }
+    learning_rate = 0.05
+
+    def job(name: str, seed: int) -> dict[str, dict[str, float]]:
+        x, y = raw[name]
+        s = split(x, y, seed=seed, max_train=max_train, max_eval=max_eval)
+        s = s._replace(
+            x_train=pad_features(s.x_train, width),
+            x_val=pad_features(s.x_val, width),
+            x_test=pad_features(s.x_test, width),
+        )
+        best = {}
+        for family in FAMILIES:
+            scores = [
+                dict(_fit_and_score(s, family, depth, num_steps, learning_rate), depth=depth)
+                for depth in depths
+            ]
+            best[family] = min(scores, key=lambda r: r["val_nll"])
+        return best
+
+    job_settings = dict(
+        depths=depths,
+        max_train=max_train,
+        max_eval=max_eval,
+        num_steps=num_steps,
+        learning_rate=learning_rate,
+        width=width,
+    )
     with jax.enable_x64(True), serial_blas():  # small factorizations: threads only spin
         for name, seed in ctx.track(jobs, total=len(jobs), desc="nngp-regression"):
-            x, y = raw[name]
-            s = split(x, y, seed=seed, max_train=max_train, max_eval=max_eval)
-            s = s._replace(
-                x_train=pad_features(s.x_train, width),
-                x_val=pad_features(s.x_val, width),
-                x_test=pad_features(s.x_test, width),
+            best = ctx.cached(
+                f"{name}-seed{seed}",
+                functools.partial(job, name, seed),
+                settings=dict(job_settings, data=name, split_seed=seed),
             )
             for family in FAMILIES:
-                scores = [
-                    dict(_fit_and_score(s, family, depth, num_steps, 0.05), depth=depth)
-                    for depth in depths
-                ]
-                best = min(scores, key=lambda r: r["val_nll"])
-                per_run[name][family].append(best)
+                per_run[name][family].append(best[family])
             ctx.log(
                 f"{name} seed {seed}: test NLL "
-                + ", ".join(f"{LABELS[f]} {per_run[name][f][-1]['test_nll']:.3f}" for f in FAMILIES)
+                + ", ".join(f"{LABELS[f]} {best[f]['test_nll']:.3f}" for f in FAMILIES)
             )
 
     table: dict[str, dict[str, dict[str, float]]] = {}
