@@ -65,7 +65,7 @@ def test_relu_kernel_matches_arc_cosine_formula(x64):
 
 def test_polynomial_arccos_matches_numpy(x64):
     """The kernel's arccos and sine of the angle, to float64 accuracy over [-1, 1]."""
-    from bayes.models.nngp.kernels import _acos_and_sin
+    from bayes.models.nngp._moments import _acos_and_sin
 
     rho = np.concatenate([np.linspace(-1, 1, 200_001), 1 - np.logspace(-16, -1, 200)])
     theta, sine = _acos_and_sin(rho)
