@@ -35,15 +35,27 @@ def _run_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     return tuple(jax.random.split(jax.random.key(seed), 3))
 
 
+def _chain_mesh(num_chains: int) -> Any:
+    """A one-axis mesh ``("chains",)`` over the devices, or None.
+
+    None when there is one device or the chains do not divide evenly among them.
+    """
+    devices = jax.devices()
+    if len(devices) < 2 or num_chains % len(devices):
+        return None
+    from jax.sharding import Mesh
+
+    return Mesh(np.array(devices), ("chains",))
+
+
 def _shard_chains(tree: Any, num_chains: int) -> Any:
     """Split the chain axis across devices when there are several and it divides evenly."""
-    devices = jax.devices()
-    if len(devices) < 2 or num_chains % len(devices) or isinstance(tree, CheesWarmupState):
+    mesh = _chain_mesh(num_chains)
+    if mesh is None or isinstance(tree, CheesWarmupState):
         return tree  # the joint ChEES state also holds leaves shared by all chains
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    from jax.sharding import NamedSharding, PartitionSpec
 
-    sharding = NamedSharding(Mesh(np.array(devices), ("chains",)), PartitionSpec("chains"))
-    return jax.device_put(tree, sharding)
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("chains")))
 
 
 class Run:
@@ -181,7 +193,7 @@ class Run:
         program = self._programs.get((method, n))
         if program is None:  # looked up once per run: the lookup hashes every argument's shape
             program, compile_s = sampling._chunk_program(
-                self.target, method, self.settings, states, args
+                self.target, method, self.settings, states, args, _chain_mesh(self.num_chains)
             )
             self.timings["compile_s"] += compile_s
             self._programs[(method, n)] = program

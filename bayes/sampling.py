@@ -313,20 +313,42 @@ def _chees_final(target, settings: Settings, state, num_steps: int, num_samples:
     return fn(state, target.data), compile_s
 
 
-def _chunk_program(target, method: str, settings: Settings, states, args):
+def _chunk_program(target, method: str, settings: Settings, states, args, mesh=None):
+    """The compiled program advancing every chain by one chunk of steps.
+
+    With a ``mesh`` (axis ``"chains"``) each device runs its block of chains as
+    a program of its own (``shard_map``): the trajectory loops of NUTS then end
+    per device, where a program over the sharded batch would synchronise the
+    devices at every iteration of every chain's loop.
+    """
     from bayes.inference.mcmc import run_chunk
 
     _, step = _step_fns(method, settings)
     spec = target.spec
 
     def build():
-        def fn(states, data, rng_key, start, num_warmup, stage, window_end):
+        def fn(states, data, rng_key, start, num_warmup, stage, window_end, axis=None):
             return run_chunk(step, spec.logdensity, states, data, rng_key, start, num_warmup,
-                             stage, window_end)  # fmt: skip
+                             stage, window_end, chain_axis_name=axis)  # fmt: skip
 
-        return fn
+        if mesh is None:
+            return fn
+        import functools
 
-    return _compile("chunk", (spec, method, settings), build, states, target.data, *args)
+        import jax
+        from jax.sharding import PartitionSpec as P
+
+        chains, shared = P("chains"), P()
+        return jax.shard_map(
+            functools.partial(fn, axis="chains"),
+            mesh=mesh,
+            in_specs=(chains, shared, shared, shared, shared, shared, shared),
+            out_specs=(chains, P(None, "chains")),
+            check_vma=False,
+        )
+
+    key = (spec, method, settings, None if mesh is None else mesh.devices.shape)
+    return _compile("chunk", key, build, states, target.data, *args)
 
 
 def _after_chunk(progress: dict[str, Any]) -> None:

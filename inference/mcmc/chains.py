@@ -202,6 +202,7 @@ def run_chunk(
     window_end: jax.Array,
     *,
     data_axis: int | None = None,
+    chain_axis_name: str | None = None,
 ) -> tuple[ChainState, StepInfo]:
     """Advance all chains by ``len(stage)`` steps.
 
@@ -218,12 +219,20 @@ def run_chunk(
         stage: Shape ``(num_steps,)``, the schedule's stage of each step (0 after warmup).
         window_end: Shape ``(num_steps,)``, slow-window ends.
         data_axis: See ``data``.
+        chain_axis_name: Inside ``shard_map`` over the chains, the name of the
+            mapped mesh axis: ``states`` then holds this shard's block of chains,
+            and each chain gets the key it would get in an unsharded run, so the
+            draws do not depend on the number of devices.
 
     Returns:
         ``(states, info)``: the new states and a :class:`StepInfo` with leaves of
         shape ``(num_steps, num_chains, ...)``.
     """
     num_chains = jax.tree.leaves(states)[0].shape[0]
+    num_total, offset = num_chains, 0
+    if chain_axis_name is not None:
+        num_total = num_chains * jax.lax.axis_size(chain_axis_name)
+        offset = jax.lax.axis_index(chain_axis_name) * num_chains
 
     def one_chain(key, state, chain_data, t, st, we):
         return step(key, state, lambda x: logdensity(x, chain_data), t, num_warmup, st, we)
@@ -231,7 +240,9 @@ def run_chunk(
     def body(states, xs):
         i, st, we = xs
         t = start + i
-        keys = jax.random.split(jax.random.fold_in(rng_key, t), num_chains)
+        keys = jax.random.split(jax.random.fold_in(rng_key, t), num_total)
+        if chain_axis_name is not None:
+            keys = jax.lax.dynamic_slice_in_dim(keys, offset, num_chains)
         vstep = jax.vmap(one_chain, in_axes=(0, 0, data_axis, None, None, None))
         return vstep(keys, states, data, t, st, we)
 

@@ -15,7 +15,11 @@ import sys
 import textwrap
 
 import numpy as np
+import numpyro
+import numpyro.distributions as dist
 import pytest
+
+import bayes
 
 CHILD = textwrap.dedent(
     """
@@ -52,6 +56,9 @@ CHILD = textwrap.dedent(
         x = idata.posterior["x"].values
         out[f"{method}{num_chains}"] = {"devices": seen[0], "draws": x.tolist(),
                                 "chain_shape": list(x.shape[:2])}
+    # no adaptation: the first draws depend only on the per-chain keys and states
+    idata = bayes.sample(model, num_chains=4, num_warmup=0, num_samples=5, progress=False, seed=3)
+    out["unadapted"] = idata.posterior["x"].values.tolist()
     print("RESULT" + json.dumps(out))
     """
 )
@@ -108,3 +115,16 @@ def test_chees_chains_split_across_two_devices(two_device_run):
     run = two_device_run["chees4"]
     assert run["devices"] == [0, 1]
     _check_normal(np.asarray(run["draws"]), 1.5, 2.0)
+
+
+def test_sharded_chains_get_the_keys_of_an_unsharded_run(two_device_run):
+    # Each device runs its block of chains as a program of its own; chain i must
+    # still get the key it gets on one device, so the draws do not depend on the
+    # number of devices (up to rounding: XLA vectorizes 2 and 4 chains differently).
+    def model():
+        numpyro.sample("x", dist.Normal(1.5, 2.0).expand([3]))
+
+    idata = bayes.sample(model, num_chains=4, num_warmup=0, num_samples=5, progress=False, seed=3)
+    np.testing.assert_allclose(
+        np.asarray(two_device_run["unadapted"]), idata.posterior["x"].values, rtol=1e-5, atol=1e-5
+    )
