@@ -95,14 +95,22 @@ def categorical_rows(
 
 
 def _cumsum(x: Array) -> Array:
-    # Cumulative sum over the last (short) axis as a product with a triangular
-    # matrix: one kernel, where XLA:CPU's cumsum is a chain of reduce-windows.
-    k = x.shape[-1]
-    return x @ jnp.triu(jnp.ones((k, k), x.dtype))
+    # Cumulative sum over the last (short, about sqrt N) axis as a running sum of
+    # slices. XLA:CPU lowers cumsum to a chain of reduce-windows, and a product with a
+    # triangular matrix to a library matmul call whose fixed cost at these sizes was
+    # about a tenth of an N=100 exact PaRIS step; the slice adds are plain loop kernels.
+    parts = [x[..., 0]]
+    for c in range(1, x.shape[-1]):
+        parts.append(parts[-1] + x[..., c])
+    return jnp.stack(parts, axis=-1)
 
 
 def _draw_rows(
-    rng_key: Array, logits_fn: Callable[[], Array], num_draws: int, reference: Array | None
+    rng_key: Array,
+    logits_fn: Callable[[], Array],
+    num_draws: int,
+    reference: Array | None,
+    draws: Array | None = None,
 ) -> Array:
     # logits_fn recomputes the logits in the rare rerun instead of passing them to
     # it: materialising a fused pairwise log-density costs more than evaluating it.
@@ -132,7 +140,11 @@ def _draw_rows(
 
         probs, mass = jax.lax.cond(jnp.any(unsafe), rerun, lambda _: (probs, mass), None)
     cum_mass = _cumsum(mass)
-    u = uniforms(rng_key, (m, num_draws), probs.dtype) * cum_mass[:, -1:]
+    if draws is None:
+        draws = uniforms(rng_key, (m, num_draws), probs.dtype)
+    elif draws.shape != (m, num_draws):
+        raise ValueError(f"draws must have shape {(m, num_draws)}, got {draws.shape}")
+    u = draws.astype(probs.dtype) * cum_mass[:, -1:]
     # side="right" inverse CDF: the number of cumulative values <= u.
     block = jnp.sum(cum_mass[:, None, :] <= u[:, :, None], axis=-1)
     block = jnp.minimum(block, blocks - 1)
@@ -151,6 +163,8 @@ def exact_draws(
     x_new: Array,
     num_backward: int,
     reference: Array | None = None,
+    *,
+    draws: Array | None = None,
 ) -> Array:
     """``K`` exact i.i.d. backward indices per new particle, shape ``(M, K)``.
 
@@ -159,12 +173,15 @@ def exact_draws(
             backward probability is not negligible, e.g. its ancestor; it
             saves a pass over the ``(M, N)`` matrix (see
             :func:`categorical_rows`). The draws are exact either way.
+        draws: Optional i.i.d. ``Uniform[0, 1)`` variates of shape ``(M, K)``
+            to invert instead of drawing them from ``rng_key`` (a time loop
+            can draw them ahead, see :func:`~bayes.inference.smc.paris.run_paris`).
     """
 
     def logits_fn() -> Array:
         return log_weights[None, :] + pairwise_logdensity(log_q, x_prev, x_new)
 
-    return _draw_rows(rng_key, logits_fn, num_backward, reference)
+    return _draw_rows(rng_key, logits_fn, num_backward, reference, draws)
 
 
 def rejection_draws(

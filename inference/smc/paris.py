@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from bayes.inference.smc._rng import loop_key
 from bayes.inference.smc.backward import exact_draws, mcmc_draws, rejection_draws
-from bayes.inference.smc.resampling import get_scheme
+from bayes.inference.smc.resampling import from_uniforms, get_scheme
 from bayes.inference.smc.ssm import StateSpaceModel, check_observations, check_positive
 from jax import Array
 
@@ -133,8 +133,12 @@ def backward_update(
     backward: str = "exact",
     num_mcmc_steps: int = 1,
     max_trials: int = 16,
+    draws: Array | None = None,
 ) -> tuple[Any, Array]:
     """Draw backward indices ``(N, K)`` and update the statistics (the PaRIS step).
+
+    ``draws``: optional uniforms ``(N, K)`` for exact backward draws (see
+    :func:`~bayes.inference.smc.backward.exact_draws`); other methods ignore them.
 
     Returns:
         ``(stats_new, backward_indices)``.
@@ -144,7 +148,9 @@ def backward_update(
         return model.transition_logdensity(xp, xn, t, theta)
 
     if backward == "exact":
-        idx = exact_draws(rng_key, log_q, x_prev, log_weights_prev, x_new, num_backward, ancestors)
+        idx = exact_draws(
+            rng_key, log_q, x_prev, log_weights_prev, x_new, num_backward, ancestors, draws=draws
+        )
     elif backward == "rejection":
         bound = model.transition_logdensity_bound(t, theta)
         idx = rejection_draws(
@@ -175,14 +181,26 @@ def step(
     resampling: str = "multinomial",
     num_mcmc_steps: int = 1,
     max_trials: int = 16,
+    draws: tuple[Array, Array] | None = None,
 ) -> tuple[ParisState, ParisInfo]:
-    """One bootstrap-filter step to time ``t`` followed by the PaRIS update."""
+    """One bootstrap-filter step to time ``t`` followed by the PaRIS update.
+
+    ``draws``: optional i.i.d. ``Uniform[0, 1)`` variates ``(u_resampling,
+    u_backward)`` of shapes ``(N,)`` and ``(N, K)`` used instead of drawing them
+    from ``rng_key`` (``u_backward`` only for exact backward draws; see
+    :func:`run_paris`). The law of the step is the same either way.
+    """
     n = state.log_weights.shape[0]
     scheme, _ = get_scheme(resampling)
     # One split for all the step's keys: each split is a separate kernel on CPU.
     keys = jax.random.split(rng_key, n + 2)
     k_move, k_res, k_back = keys[:n], keys[n], keys[n + 1]
-    ancestors = scheme(k_res, jnp.exp(state.log_weights), n)
+    if draws is None:
+        ancestors = scheme(k_res, jnp.exp(state.log_weights), n)
+        u_back = None
+    else:
+        ancestors = from_uniforms(resampling, draws[0], jnp.exp(state.log_weights))
+        u_back = draws[1]
     if backward == "mcmc" and resampling != "multinomial":
         # MH backward draws start at the ancestor, which must be marginally W-distributed:
         # true of i.i.d. multinomial draws, not of the sorted output of the other schemes.
@@ -209,6 +227,7 @@ def step(
         backward=backward,
         num_mcmc_steps=num_mcmc_steps,
         max_trials=max_trials,
+        draws=u_back,
     )
     new = ParisState(x, log_g - lse, stats, state.log_likelihood + lse - jnp.log(n))
     return new, ParisInfo(ancestors, idx)
@@ -243,7 +262,11 @@ def run_paris(
         observations: Shape ``(T, *obs_shape)``.
         additive_fn: :math:`h_t(x_{t-1}, x_t, t)` returning a pytree.
         rng_key: PRNG key; the time loop draws from a Philox-4x32 key derived
-            from it (see ``bayes.inference.smc._rng``).
+            from it (see ``bayes.inference.smc._rng``). Each step draws the
+            resampling (and exact backward-draw) uniforms of the next one and
+            passes them on in the loop carry: XLA then materialises them once,
+            where uniforms drawn and consumed in the same step must be kept
+            from being fused into, and recomputed by, each of their consumers.
         num_particles: ``N >= 2``.
         num_backward: ``K >= 1`` backward draws per particle.
         backward: ``"exact"`` (:math:`O(N^2)`), ``"rejection"`` or ``"mcmc"`` (:math:`O(N)`).
@@ -261,11 +284,19 @@ def run_paris(
     k0, k_rest = jax.random.split(loop_key(rng_key))
     state = init(k0, model, theta, ys[0], num_particles, additive_fn, initial_fn)
 
+    width = 1 + (num_backward if backward == "exact" else 0)
+    dtype = state.log_weights.dtype
+
+    def ahead(key: Array) -> tuple[Array, Array]:
+        u = jax.random.uniform(key, (num_particles, width), dtype)
+        return u[:, 0], u[:, 1:]
+
     def body(carry, inputs):
-        key, y, t = inputs
+        state, draws = carry
+        keys, y, t = inputs
         new, _ = step(
-            key,
-            carry,
+            keys[0],
+            state,
             model,
             theta,
             y,
@@ -276,10 +307,13 @@ def run_paris(
             resampling=resampling,
             num_mcmc_steps=num_mcmc_steps,
             max_trials=max_trials,
+            draws=draws if backward == "exact" else (draws[0], None),
         )
-        return new, None
+        return (new, ahead(keys[1])), None
 
     num_steps = ys.shape[0] - 1
-    inputs = (jax.random.split(k_rest, num_steps), ys[1:], jnp.arange(1, num_steps + 1))
-    final, _ = jax.lax.scan(body, state, inputs)
+    k_first, k_loop = jax.random.split(k_rest)
+    keys = jax.random.split(k_loop, (num_steps, 2))
+    inputs = (keys, ys[1:], jnp.arange(1, num_steps + 1))
+    (final, _), _ = jax.lax.scan(body, (state, ahead(k_first)), inputs)
     return ParisOutput(estimate(final), final.log_likelihood)

@@ -35,6 +35,7 @@ __all__ = [
     "conditional_stratified",
     "conditional_systematic",
     "ess",
+    "from_uniforms",
     "get_scheme",
     "log_normalise",
     "multinomial",
@@ -87,8 +88,12 @@ def multinomial(rng_key: Array, weights: Array, num_samples: int) -> Array:
 
 def stratified(rng_key: Array, weights: Array, num_samples: int) -> Array:
     """One uniform per stratum ``[n/N, (n+1)/N)``; sorted indices ``(num_samples,)``."""
-    u = (jnp.arange(num_samples) + uniforms(rng_key, (num_samples,))) / num_samples
-    return _inverse_cdf(u, weights)
+    return _stratified(uniforms(rng_key, (num_samples,)), weights)
+
+
+def _stratified(u: Array, weights: Array) -> Array:
+    num_samples = u.shape[0]
+    return _inverse_cdf((jnp.arange(num_samples) + u) / num_samples, weights)
 
 
 def systematic(rng_key: Array, weights: Array, num_samples: int) -> Array:
@@ -109,9 +114,14 @@ def _residual_parts(weights: Array, num_samples: int) -> tuple[Array, Array, Arr
 
 def residual(rng_key: Array, weights: Array, num_samples: int) -> Array:
     """``floor(N w_i)`` copies of each ``i``, the remainder multinomial on the residuals."""
+    return _residual(uniforms(rng_key, (num_samples,)), weights)
+
+
+def _residual(u: Array, weights: Array) -> Array:
+    num_samples = u.shape[0]
     counts, rest, deterministic = _residual_parts(weights, num_samples)
     num_det = jnp.sum(counts).astype(jnp.int32)
-    extra = multinomial(rng_key, jnp.maximum(rest, 0.0), num_samples)
+    extra = _inverse_cdf(u, jnp.maximum(rest, 0.0))
     pos = jnp.arange(num_samples)
     return jnp.where(pos < num_det, deterministic, extra[jnp.maximum(pos - num_det, 0)]).astype(
         jnp.int32
@@ -196,6 +206,23 @@ RESAMPLING_SCHEMES: dict[str, tuple[ResamplingFn, Callable[..., Array]]] = {
     "systematic": (systematic, conditional_systematic),
     "residual": (residual, conditional_residual),
 }
+
+
+def from_uniforms(name: str, u: Array, weights: Array) -> Array:
+    """The scheme ``name`` driven by given uniforms instead of a key.
+
+    With ``u`` i.i.d. ``Uniform[0, 1)`` of shape ``(num_samples,)`` the ancestors
+    ``(num_samples,)`` follow the scheme's law (``systematic`` uses ``u[0]`` only).
+    A time loop can so draw a step's uniforms ahead of it.
+    """
+    get_scheme(name)
+    if name == "multinomial":
+        return _inverse_cdf(u, weights)
+    if name == "stratified":
+        return _stratified(u, weights)
+    if name == "systematic":
+        return _inverse_cdf((jnp.arange(u.shape[0]) + u[0]) / u.shape[0], weights)
+    return _residual(u, weights)
 
 
 def get_scheme(name: str) -> tuple[ResamplingFn, Callable[..., Array]]:

@@ -60,9 +60,14 @@ def test_backward_draws_follow_the_exact_kernel() -> None:
     exact = backward.exact_draws(jax.random.key(1), log_q, x_prev, log_w, x_new, K)
     bound = model.transition_logdensity_bound(1, THETA)
     rej = backward.rejection_draws(jax.random.key(2), log_q, bound, x_prev, log_w, x_new, K, 4)
-    for draws in (exact, rej):
+    # Exact draws inverting uniforms drawn ahead (as run_paris does) instead of a key.
+    u = jnp.asarray(np.random.default_rng(5).random((x_new.shape[0], K)), jnp.float32)
+    given = backward.exact_draws(None, log_q, x_prev, log_w, x_new, K, draws=u)
+    for draws in (exact, rej, given):
         pvals = _chi2_pvalues(np.asarray(draws), probs)
         assert min(pvals) > 1e-3, pvals
+    with pytest.raises(ValueError, match="draws must have shape"):
+        backward.exact_draws(None, log_q, x_prev, log_w, x_new, K, draws=u[:, :3])
     # MCMC draws leave the kernel invariant: start from exact draws, move, re-test.
     reps = 1500
     starts = backward.exact_draws(jax.random.key(3), log_q, x_prev, log_w, x_new, reps)
