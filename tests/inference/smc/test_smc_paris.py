@@ -101,6 +101,30 @@ def test_categorical_rows_exact_for_any_reference() -> None:
             assert pvalue > 1e-3, (reference, counts)
 
 
+def test_row_chunked_draws_match_one_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small log-kernels are exponentiated in row chunks (one kernel per chunk for
+    XLA:CPU): with the same uniforms every row draws the same indices as from one
+    kernel, including a row whose reference forces the rerun with the row maximum."""
+    m, n = 37, 23
+    logits = 3.0 * jax.random.normal(jax.random.key(0), (m, n))
+    logits = logits.at[5, 7].set(-200.0)
+    plain = jnp.arange(m) % n
+    rerun = plain.at[5].set(7)
+    u = jax.random.uniform(jax.random.key(1), (m, 4))
+
+    def draw(reference):
+        return np.asarray(backward._draw_rows(None, lambda: logits, 4, reference, u))
+
+    assert backward._row_chunks(m, n) == 1
+    one = [draw(plain), draw(rerun)]
+    monkeypatch.setattr(backward, "_CHUNK_ENTRIES", 200)
+    assert backward._row_chunks(m, n) == 5
+    np.testing.assert_array_equal(draw(plain), one[0])
+    np.testing.assert_array_equal(draw(rerun), one[1])
+    # Row 5's reference sits 200 nats below its maximum: the rerun gives the same draws.
+    np.testing.assert_array_equal(one[0], one[1])
+
+
 @pytest.mark.parametrize("method", ["exact", "rejection", "mcmc"])
 def test_paris_matches_kalman_smoother(method: str) -> None:
     _, ys, _, truth = _setup()
