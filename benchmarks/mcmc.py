@@ -76,7 +76,8 @@ def run_bayes(model, data, args) -> Callable[[int], tuple[dict, Callable[[], flo
     def run(seed: int):
         def call():
             return bayes.sample(model, data, num_chains=args.chains, num_warmup=args.warmup,
-                                num_samples=args.draws, seed=seed, progress=False)  # fmt: skip
+                                num_samples=args.draws, seed=seed, progress=False,
+                                chain_method=args.chain_method)  # fmt: skip
 
         idata = call()
         attrs = idata.posterior.attrs
@@ -371,6 +372,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..S-1 per sampler")
     parser.add_argument("--repeats", type=int, default=2,
                         help="timed repeats of each seed's sampling phase")  # fmt: skip
+    parser.add_argument("--chain-method", default="vectorized",
+                        choices=["vectorized", "sequential"],
+                        help="bayes.sample's chain_method for the bayes rows")  # fmt: skip
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--ttfd-only", action="store_true", help="only time to first draw")
     args = parser.parse_args()

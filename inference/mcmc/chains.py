@@ -203,6 +203,7 @@ def run_chunk(
     *,
     data_axis: int | None = None,
     chain_axis_name: str | None = None,
+    sequential: bool = False,
 ) -> tuple[ChainState, StepInfo]:
     """Advance all chains by ``len(stage)`` steps.
 
@@ -223,6 +224,10 @@ def run_chunk(
             mapped mesh axis: ``states`` then holds this shard's block of chains,
             and each chain gets the key it would get in an unsharded run, so the
             draws do not depend on the number of devices.
+        sequential: Advance each chain through the chunk on its own
+            (``lax.map`` over chains, a ``scan`` over steps in each) instead of
+            all chains together under ``vmap``; same keys, same draws up to
+            floating-point rounding. Needs ``data_axis=None``.
 
     Returns:
         ``(states, info)``: the new states and a :class:`StepInfo` with leaves of
@@ -237,14 +242,34 @@ def run_chunk(
     def one_chain(key, state, chain_data, t, st, we):
         return step(key, state, lambda x: logdensity(x, chain_data), t, num_warmup, st, we)
 
-    def body(states, xs):
-        i, st, we = xs
-        t = start + i
+    def chain_keys(t):
         keys = jax.random.split(jax.random.fold_in(rng_key, t), num_total)
         if chain_axis_name is not None:
             keys = jax.lax.dynamic_slice_in_dim(keys, offset, num_chains)
-        vstep = jax.vmap(one_chain, in_axes=(0, 0, data_axis, None, None, None))
-        return vstep(keys, states, data, t, st, we)
+        return keys
 
     xs = (jnp.arange(stage.shape[0]), stage, window_end)
+    if sequential:
+        if data_axis is not None:
+            raise ValueError("sequential chains take data shared by all chains")
+
+        def one_run(carry):
+            state, c = carry
+
+            def body(state, x):
+                i, st, we = x
+                t = start + i
+                return one_chain(chain_keys(t)[c], state, data, t, st, we)
+
+            return jax.lax.scan(body, state, xs)
+
+        states, info = jax.lax.map(one_run, (states, jnp.arange(num_chains)))
+        return states, jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), info)
+
+    def body(states, xs):
+        i, st, we = xs
+        t = start + i
+        vstep = jax.vmap(one_chain, in_axes=(0, 0, data_axis, None, None, None))
+        return vstep(chain_keys(t), states, data, t, st, we)
+
     return jax.lax.scan(body, states, xs)

@@ -59,6 +59,9 @@ CHILD = textwrap.dedent(
     # no adaptation: the first draws depend only on the per-chain keys and states
     idata = bayes.sample(model, num_chains=4, num_warmup=0, num_samples=5, progress=False, seed=3)
     out["unadapted"] = idata.posterior["x"].values.tolist()
+    idata = bayes.sample(model, num_chains=4, num_warmup=0, num_samples=5, progress=False, seed=3,
+                         chain_method="sequential")
+    out["unadapted_sequential"] = idata.posterior["x"].values.tolist()
     print("RESULT" + json.dumps(out))
     """
 )
@@ -125,6 +128,7 @@ def test_sharded_chains_get_the_keys_of_an_unsharded_run(two_device_run):
         numpyro.sample("x", dist.Normal(1.5, 2.0).expand([3]))
 
     idata = bayes.sample(model, num_chains=4, num_warmup=0, num_samples=5, progress=False, seed=3)
-    np.testing.assert_allclose(
-        np.asarray(two_device_run["unadapted"]), idata.posterior["x"].values, rtol=1e-5, atol=1e-5
-    )
+    for run in ("unadapted", "unadapted_sequential"):
+        np.testing.assert_allclose(
+            np.asarray(two_device_run[run]), idata.posterior["x"].values, rtol=1e-5, atol=1e-5
+        )
