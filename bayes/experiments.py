@@ -327,42 +327,37 @@ def to_jsonable(value: Any) -> Any:
 
     Non-finite floats become ``None`` so the output stays strict JSON.
     """
+    return _json_types(value, strict=False)
+
+
+def _json_types(value: Any, *, strict: bool) -> Any:
+    """JSON types for :func:`to_jsonable` (``strict=False``) and the job cache.
+
+    With ``strict=True`` non-finite floats are kept (Python's JSON reads them
+    back) and a value of no JSON type raises ``TypeError`` instead of becoming
+    its ``str``, so that a cached result reads back exactly as it was computed.
+    """
     if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
+        return {str(k): _json_types(v, strict=strict) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
+        return [_json_types(v, strict=strict) for v in value]
     if isinstance(value, Path):
         return str(value)
     if hasattr(value, "tolist") and callable(value.tolist):
-        return to_jsonable(value.tolist())
+        return _json_types(value.tolist(), strict=strict)
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return value if strict or math.isfinite(value) else None
     if isinstance(value, bool | int | str) or value is None:
         return value
+    if strict:
+        raise TypeError(f"cannot store a {type(value).__name__}")
     if hasattr(value, "item"):
-        return to_jsonable(value.item())
+        return _json_types(value.item(), strict=strict)
     return str(value)
 
 
-def _plain(value: Any) -> Any:
-    """Like :func:`to_jsonable` but keeps NaN and infinities (Python's JSON reads them)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, float):
-        return value
-    if hasattr(value, "tolist") and callable(value.tolist) and not isinstance(value, str):
-        return _plain(value.tolist())
-    if isinstance(value, bool | int | str) or value is None:
-        return value
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot store a {type(value).__name__}")
-
-
 def _roundtrip(value: Any) -> Any:
-    return json.loads(json.dumps(_plain(value)))
+    return json.loads(json.dumps(_json_types(value, strict=True)))
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

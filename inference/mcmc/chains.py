@@ -253,17 +253,20 @@ def run_chunk(
         if data_axis is not None:
             raise ValueError("sequential chains take data shared by all chains")
 
+        # the keys of every step and chain, drawn once: shape (num_chains, num_steps)
+        keys = jnp.swapaxes(jax.vmap(chain_keys)(start + xs[0]), 0, 1)
+
         def one_run(carry):
-            state, c = carry
+            state, chain_keys_ = carry
 
             def body(state, x):
-                i, st, we = x
+                key, i, st, we = x
                 t = start + i
-                return one_chain(chain_keys(t)[c], state, data, t, st, we)
+                return one_chain(key, state, data, t, st, we)
 
-            return jax.lax.scan(body, state, xs)
+            return jax.lax.scan(body, state, (chain_keys_, *xs))
 
-        states, info = jax.lax.map(one_run, (states, jnp.arange(num_chains)))
+        states, info = jax.lax.map(one_run, (states, keys))
         return states, jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), info)
 
     def body(states, xs):
