@@ -7,7 +7,31 @@ import json
 import numpy as np
 import pytest
 
-from bayes.experiments import registry, run_experiment
+from bayes.experiments import RunContext, registry, run_experiment
+
+
+class _Killed(Exception):
+    """Stands for a run killed after its last job, before results.json."""
+
+
+def _run_killed_then_resumed(name, out, monkeypatch, num_jobs):
+    """Run ``name`` (quick) until its plot, then again: the rerun must reuse every job."""
+
+    def killed_at_plot(self, fig, filename):
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        raise _Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(RunContext, "savefig", killed_at_plot)
+        with pytest.raises(_Killed):
+            run_experiment(name, quick=True, out=out, progress=False)
+    assert len(list((out / ".partial").glob("*.json"))) == num_jobs
+    assert not (out / "results.json").exists()
+    record = run_experiment(name, quick=True, out=out, progress=False)
+    assert record["jobs"] == {"total": num_jobs, "reused": num_jobs}
+    return record
 
 
 def test_experiments_are_registered():
@@ -68,8 +92,9 @@ def test_small_n_regression_experiment_quick(tmp_path):
 
 
 @pytest.mark.slow
-def test_ood_experiment_quick(tmp_path):
-    record = run_experiment("nngp-ood", quick=True, out=tmp_path, progress=False)
+def test_ood_experiment_quick(tmp_path, monkeypatch):
+    # one job per (split, model); the checks below run on the resumed record
+    record = _run_killed_then_resumed("nngp-ood", tmp_path, monkeypatch, num_jobs=4)
     models = record["results"]["models"]
     for family in ("gaussian", "inverse_gamma", "svgp", "svtp"):
         corr = models[family]["corruption"]
@@ -89,12 +114,23 @@ def test_ood_experiment_quick(tmp_path):
         # the single-draw, full-batch fit left ECE 0.39 at clean digits (probabilities far
         # too flat); the fitted bound gives calibrated-enough probabilities
         assert res["corruption"]["0.0"]["ece"] < 0.25, family
+    # the paired per-point NLL differences average to the difference of the models' NLLs
+    paired = record["results"]["paired_nll_gain"]
+    for pair, (base, alt) in {
+        "regression": ("gaussian", "inverse_gamma"), "sparse_variational": ("svgp", "svtp")
+    }.items():  # fmt: skip
+        for level, d in paired[pair].items():
+            nll = {f: models[f]["corruption"][level]["nll"] for f in (base, alt)}
+            assert d["mean"] == pytest.approx(nll[base] - nll[alt], abs=1e-12), (pair, level)
+            assert d["points"] == 150 and d["se_points"] > 0 and d["se_splits"] is None
     assert (tmp_path / "ood.png").exists()
 
 
-def test_wide_nets_experiment_quick(tmp_path):
+def test_wide_nets_experiment_quick(tmp_path, monkeypatch):
     """Trained wide networks with a posterior scale reproduce the t-process predictive."""
-    res = run_experiment("nngp-wide-nets", quick=True, out=tmp_path, progress=False)["results"]
+    # one job per block of 64 members; the checks below run on the resumed record
+    record = _run_killed_then_resumed("nngp-wide-nets", tmp_path, monkeypatch, num_jobs=4)
+    res = record["results"]
     assert res["max_final_grad_norm"] < 1e-6  # gradient descent converged
     # under the null the mean KS distance over test points is ~0.87/sqrt(M), well below the
     # 5% critical value 1.36/sqrt(M); finite width adds an O(1/sqrt(width)) bias
