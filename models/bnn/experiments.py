@@ -55,7 +55,7 @@ _FULL = {
 PLANS: dict[str, dict[str, Any]] = {
     "quick": {"problems": {"branin": ("branin", 0.0, 5, 8)}, "num_seeds": 2,
               "surrogate_options": _QUICK_OPTIONS, "acquisition_options": _ACQ_SMALL},
-    # The docs' numbers: saas left out (Pyro NUTS took 70-100 s per fit on 2 shared cores).
+    # The docs' numbers: saas left out (Pyro NUTS took 13-35 s per round on 2 shared cores).
     "medium": {"problems": {"branin": ("branin", 0.0, 5, 15),
                             "hartmann6": ("hartmann6", 0.0, 8, 16),
                             "ackley10": ("ackley10", 0.0, 8, 16),
@@ -70,13 +70,13 @@ PLANS: dict[str, dict[str, Any]] = {
                "num_seeds": 5, "surrogate_options": SMALL,
                "acquisition_options": _ACQ_SMALL, "skip": ("saas",), "late": ("bnn-hmc",)},
     # High-dimensional evidence within about an hour on 2 shared cores: the cheap
-    # surrogates only (bnn-hmc's per-iteration cost in 50-d is in the docs).
+    # surrogates only (bnn-hmc's and saas's per-iteration costs in 50-d are in the docs).
     "highdim": {"problems": {"ackley50": ("ackley50", 0.0, 20, 50),
                              "hartmann6-50": ("hartmann6-50", 0.0, 20, 50)},
                 "num_seeds": 5, "surrogate_options": SMALL,
                 "acquisition_options": {**_ACQ_SMALL, "raw_samples": 128},
-                "methods": ("gp", "ibnn", "ensemble", "stp", "dkl"),
-                "late": ("ensemble", "stp", "dkl")},
+                "methods": ("gp", "ibnn", "ensemble", "stp", "dkl", "bnn-vi"),
+                "late": ("ensemble", "stp", "dkl", "bnn-vi")},
     "full": {"problems": _FULL, "num_seeds": 5, "surrogate_options": {},
              "acquisition_options": {}},
 }  # fmt: skip

@@ -99,7 +99,7 @@ def test_highdim_plan_runs_the_chosen_surrogates_and_sobol():
     from bayes.models.bnn.experiments import PLANS, _jobs, _methods
 
     plan = PLANS["highdim"]
-    assert _methods(1, plan) == ["gp", "ensemble", "ibnn", "dkl", "stp", "sobol"]
+    assert _methods(1, plan) == ["gp", "bnn-vi", "ensemble", "ibnn", "dkl", "stp", "sobol"]
     assert {spec[0] for spec in plan["problems"].values()} == {"ackley50", "hartmann6-50"}
     # Every seed of the main comparison before the late method; a seed share runs only its own.
     jobs = _jobs(["gp", "stp", "sobol"], {**plan, "num_seeds": 2})
