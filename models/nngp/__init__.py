@@ -8,7 +8,8 @@ processes: an inverse-gamma prior gives a Student-t process in closed form
 log-normal, a user density) is integrated over the one-dimensional scale by
 quadrature or importance sampling (:mod:`~bayes.models.nngp.scale_mixture`).
 Hyperparameters are fitted by maximizing the marginal likelihood with optax
-(:mod:`~bayes.models.nngp.regression`). A sparse variational Student-t
+(:mod:`~bayes.models.nngp.regression`), or sampled with NUTS through
+``bayes.sample`` (:mod:`~bayes.models.nngp.hmc`). A sparse variational Student-t
 process with a softmax likelihood is fitted through the VI layer
 (:mod:`~bayes.models.nngp.svtp`).
 
@@ -28,6 +29,13 @@ from .gp import (
     student_t_log_predictive,
     student_t_predict,
     validate_targets,
+)
+from .hmc import (
+    HYPERPARAMETERS,
+    HMCPredictive,
+    hmc_predict,
+    hyperparameter_logdensity,
+    sample_hyperparameters,
 )
 from .kernels import (
     ACTIVATIONS,
@@ -71,9 +79,11 @@ from .svtp_train import svtp_fit, svtp_objective
 __all__ = [
     "ACTIVATIONS",
     "FAMILIES",
+    "HYPERPARAMETERS",
     "SVTP",
     "BurrXII",
     "GPFit",
+    "HMCPredictive",
     "KernelParams",
     "LowEffectiveSampleSizeWarning",
     "Predictive",
@@ -87,6 +97,8 @@ __all__ = [
     "gaussian_predict",
     "gp_fit",
     "half_cauchy_on_std",
+    "hmc_predict",
+    "hyperparameter_logdensity",
     "init_params",
     "inverse_gamma_posterior",
     "kernel_diag",
@@ -97,6 +109,7 @@ __all__ = [
     "nngp_kernel",
     "ntk_kernel",
     "predict",
+    "sample_hyperparameters",
     "scale_log_likelihood",
     "scale_log_marginal_likelihood",
     "scale_posterior_importance",

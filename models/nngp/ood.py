@@ -245,7 +245,7 @@ def _ood(ctx: Any, overrides: dict[str, Any]) -> dict[str, Any]:
         settings = dict(n_train=200, n_eval=150, steps=30, num_splits=1)
         settings["sv"] = dict(num_inducing=32, num_steps=300, batch_size=64)
     else:
-        settings = dict(n_train=1000, n_eval=180, steps=150, num_splits=5)
+        settings = dict(n_train=500, n_eval=180, steps=150, num_splits=5)
         settings["sv"] = dict(num_inducing=100, num_steps=3000, batch_size=128)
     settings["noise_levels"] = [0.0, 0.5, 1.0, 2.0]
     unknown = set(overrides) - set(settings)
