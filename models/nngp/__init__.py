@@ -37,6 +37,7 @@ from .hmc import (
     hyperparameter_logdensity,
     sample_hyperparameters,
 )
+from .hmc_study import compare_hmc_type2, summarize_pairs
 from .kernels import (
     ACTIVATIONS,
     KernelParams,
@@ -90,6 +91,7 @@ __all__ = [
     "SVTPFit",
     "ScalePosterior",
     "StudentTPredictive",
+    "compare_hmc_type2",
     "constrain",
     "fit_hyperparameters",
     "gaussian_log_marginal_likelihood",
@@ -117,6 +119,7 @@ __all__ = [
     "student_t_log_marginal_likelihood",
     "student_t_log_predictive",
     "student_t_predict",
+    "summarize_pairs",
     "svtp",
     "svtp_class_probabilities",
     "svtp_fit",
