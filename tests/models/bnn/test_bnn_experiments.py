@@ -109,6 +109,40 @@ def test_highdim_plan_runs_the_chosen_surrogates_and_sobol():
     assert _methods(1, PLANS["quick"])[-1] == "sobol" and "saas" not in _methods(1, PLANS["medium"])
 
 
+def test_highdim_saas_plan_pairs_with_the_highdim_studies():
+    from bayes.models.bnn.experiments import PLANS, _jobs, _methods
+
+    plan, base = PLANS["highdim-saas"], PLANS["highdim"]
+    # Same problem specs, sizes and seeds: same study files, same Sobol designs.
+    assert plan["problems"] == {k: base["problems"][k] for k in plan["problems"]}
+    for name in ("num_seeds", "surrogate_options", "acquisition_options"):
+        assert plan[name] == base[name], name
+    methods = _methods(1, plan)
+    assert methods == ["gp", "saas", "ibnn", "sobol"]
+    jobs = _jobs(methods, {**plan, "num_seeds": 2})
+    assert jobs == [("gp", 0), ("saas", 0), ("sobol", 0), ("gp", 1), ("saas", 1), ("sobol", 1),
+                    ("ibnn", 0), ("ibnn", 1)]  # fmt: skip
+
+
+def test_summary_keeps_every_seeds_final_value():
+    from bayes.models.bnn.experiments import _summarize
+
+    runs = {
+        "gp": [{"curve": np.array([3.0, 2.0]), "seconds": [1.0], "seed": 0},
+               {"curve": np.array([3.0, 1.0]), "seconds": [3.0], "seed": 1}],
+        "sobol": [{"curve": np.array([3.0, 2.5]), "seconds": [], "seed": 1},
+                  {"error": "not run", "seed": 0}],
+    }  # fmt: skip
+    entry = _summarize("branin", ("branin", 0.0, 1, 2), runs, 2)
+    gp, sobol = entry["methods"]["gp"], entry["methods"]["sobol"]
+    assert gp["final_by_seed"] == {"0": 2.0, "1": 1.0}
+    assert gp["final_regret_mean"] == pytest.approx(1.5)
+    assert gp["seconds_per_iteration"] == pytest.approx(2.0)
+    assert sobol["final_by_seed"] == {"1": 2.5} and sobol["failures"] == ["not run"]
+    # Only methods finished on every seed are ranked.
+    assert [r["method"] for r in entry["ranking"]] == ["gp"]
+
+
 def test_an_interrupted_study_resumes_to_the_uninterrupted_curve(tmp_path: Path):
     from bayes.models.bnn.experiments import _ACQ_SMALL, _one_run
 
