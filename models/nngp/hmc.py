@@ -44,6 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln, logsumexp
 
+from bayes._blas import serial_blas
+
 from .gp import (
     _normal_logpdf,
     _t_logpdf,
@@ -249,11 +251,14 @@ def sample_hyperparameters(
             x=np.asarray(x), y=np.asarray(y), depth=int(depth), activation=activation,
             concentration=float(concentration), rate=float(rate), jitter=float(jitter), **fixed,
         )  # fmt: skip
-        return bayes.sample(
-            hyperparameter_logdensity, data, method="nuts", num_chains=num_chains,
-            num_warmup=num_warmup, num_samples=num_samples, seed=seed, progress=progress,
-            initial_position=start, **options,
-        )  # fmt: skip
+        # every gradient factorizes an n x n matrix with n in the tens to hundreds: BLAS
+        # threads only spin there (5-10x slower gradients at n = 100 on a loaded machine)
+        with serial_blas():
+            return bayes.sample(
+                hyperparameter_logdensity, data, method="nuts", num_chains=num_chains,
+                num_warmup=num_warmup, num_samples=num_samples, seed=seed, progress=progress,
+                initial_position=start, **options,
+            )  # fmt: skip
 
 
 def _draw_predict(theta, x, y, x_test, y_test, depth, activation, a, b, jitter, sampled):
@@ -316,7 +321,7 @@ def hmc_predict(
         raise ValueError(f"the posterior has no draws of {missing} and they are not fixed")
     draws = {n: np.asarray(post[n], np.float64).reshape(-1) for n in names}
     sampled = "log_scale" in draws
-    with jax.enable_x64(True):
+    with jax.enable_x64(True), serial_blas():
         x, y = _validated(x, y, depth, activation, concentration, rate, fixed)
         _, x_test = validate_inputs(x, x_test)
         yt = jnp.zeros((x_test.shape[0], y.shape[1])) if y_test is None else y_test

@@ -37,6 +37,8 @@ __all__ = ["compare_hmc_type2", "summarize_pairs"]
 def _one_split(name, n_train, seed, *, depth, max_eval, num_steps, num_warmup, num_samples):
     import jax
 
+    from bayes._blas import serial_blas
+
     from .data import load_regression, split
     from .hmc import hmc_predict, sample_hyperparameters
     from .regression import fit_hyperparameters, init_params, predict
@@ -44,7 +46,7 @@ def _one_split(name, n_train, seed, *, depth, max_eval, num_steps, num_warmup, n
     x, y = load_regression(name)
     s = split(x, y, seed=seed, max_train=n_train, max_eval=max_eval)
     t0 = time.perf_counter()
-    with jax.enable_x64(True):
+    with jax.enable_x64(True), serial_blas():  # small factorizations: threads only spin
         init = init_params("inverse_gamma", weight_variance=2.0, bias_variance=0.1)
         params, _ = fit_hyperparameters(
             s.x_train, s.y_train, family="inverse_gamma", depth=depth, num_steps=num_steps,
