@@ -53,3 +53,14 @@ def nngp_wide_nets(ctx: RunContext) -> dict[str, Any]:
     from bayes.models.nngp.reproduce import wide_network_ensemble
 
     return wide_network_ensemble(ctx)
+
+
+@experiment(
+    "nngp-hmc",
+    "NUTS over the NNGP hyperparameters (scale integrated) vs type-II ML: paired per-test-point "
+    "NLL and MSE differences on Boston, concrete, diabetes and the heavy-tailed set, n = 20, 100",
+)
+def nngp_hmc(ctx: RunContext) -> dict[str, Any]:
+    from bayes.models.nngp.hmc_study import hmc_type2_experiment
+
+    return hmc_type2_experiment(ctx)

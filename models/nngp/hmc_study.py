@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["compare_hmc_type2", "summarize_pairs"]
+__all__ = ["compare_hmc_type2", "hmc_type2_experiment", "summarize_pairs"]
 
 
 def _one_split(name, n_train, seed, *, depth, max_eval, num_steps, num_warmup, num_samples):
@@ -163,12 +163,21 @@ def compare_hmc_type2(
                     rec = dict(data=name, n_train=n_train, seed=seed, settings=settings)
                     with path.open("a") as f:
                         f.write(json.dumps({**rec, "result": res}) + "\n")
-                log(
-                    f"{name} n={n_train} seed={seed}: NLL ML {res['ml_nll']:.3f} "
-                    f"HMC {res['hmc_nll']:.3f}; RMSE ML {res['ml_rmse']:.3f} "
-                    f"HMC {res['hmc_rmse']:.3f}; {res['divergences']} div; "
-                    f"{res['seconds_ml']:.0f}+{res['seconds_hmc']:.0f} s"
-                )
+                log(_job_line(name, n_train, seed, res))
+    return _cells(done, datasets, train_sizes, seeds)
+
+
+def _job_line(name: str, n_train: int, seed: int, res: dict[str, Any]) -> str:
+    return (
+        f"{name} n={n_train} seed={seed}: NLL ML {res['ml_nll']:.3f} "
+        f"HMC {res['hmc_nll']:.3f}; RMSE ML {res['ml_rmse']:.3f} "
+        f"HMC {res['hmc_rmse']:.3f}; {res['divergences']} div; "
+        f"{res['seconds_ml']:.0f}+{res['seconds_hmc']:.0f} s"
+    )
+
+
+def _cells(done, datasets, train_sizes, seeds) -> dict[str, dict[str, Any]]:
+    """Summaries per (data set, training size) of the finished jobs in ``done``."""
     out: dict[str, dict[str, Any]] = {}
     for name in datasets:
         for n_train in train_sizes:
@@ -181,3 +190,82 @@ def compare_hmc_type2(
                     "runs": runs,
                 }
     return out
+
+
+def _plot(ctx, cells: dict[str, dict[str, Any]], datasets, train_sizes) -> None:
+    """Per-split mean Delta NLL (dots) and their mean +- s.e. over splits, per cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    width, labels = 0.8 / len(train_sizes), set()
+    for i, n_train in enumerate(train_sizes):
+        for j, name in enumerate(datasets):
+            cell = cells.get(f"{name}/n={n_train}")
+            if cell is None:
+                continue
+            pos = j + (i - (len(train_sizes) - 1) / 2) * width
+            per_split = [np.mean(r["nll_diff"]) for r in cell["runs"]]
+            # splits beside their mean, so that they are not hidden behind its error bar
+            ax.plot([pos + width / 4] * len(per_split), per_split, ".", color=f"C{i}", alpha=0.5)
+            se = cell["nll"]["se_splits"]
+            label = None if f"n = {n_train}" in labels else f"n = {n_train}"
+            labels.add(label)
+            yerr = 0.0 if np.isnan(se) else se  # one split: no error bar
+            ax.errorbar(pos, np.mean(per_split), yerr=yerr, fmt="o", color=f"C{i}", capsize=3,
+                        label=label)  # fmt: skip
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xticks(range(len(datasets)), datasets, fontsize=8)
+    ax.set_ylabel("Delta NLL per test point (nats)\n(positive = HMC better)")
+    ax.set_title("NUTS over the hyperparameters vs type-II ML, per split")
+    ax.legend(fontsize=8)
+    ctx.savefig(fig, "hmc_type2")
+
+
+def hmc_type2_experiment(ctx: Any) -> dict[str, Any]:
+    """The ``nngp-hmc`` experiment: :func:`compare_hmc_type2`'s study as cached jobs.
+
+    Full mode: the defaults of :func:`compare_hmc_type2` (Boston, concrete, diabetes
+    and the heavy-tailed set; 20 and 100 training points; split seeds ``seed`` to
+    ``seed + 4``). Quick mode: Boston, 20 training points, 2 splits, 50 test points,
+    4 chains of 100 + 100 steps. Each (data set, training size, split) is one job of
+    ``ctx.cached``, so an interrupted run resumes from the jobs it finished.
+
+    Returns:
+        ``settings``, ``cells`` (as :func:`compare_hmc_type2` returns) and ``table``
+        (the summaries without the per-point differences).
+    """
+    if ctx.quick:
+        datasets, train_sizes, num_splits = ("boston",), (20,), 2
+        settings = dict(depth=2, max_eval=50, num_steps=100, num_warmup=100, num_samples=100)
+    else:
+        datasets = ("boston", "concrete", "diabetes", "synthetic-heavy-tailed")
+        train_sizes, num_splits = (20, 100), 5
+        settings = dict(depth=2, max_eval=100, num_steps=100, num_warmup=300, num_samples=300)
+    seeds = tuple(ctx.seed + i for i in range(num_splits))
+    done: dict[tuple, dict] = {}
+    for seed in seeds:  # seed-major, as in compare_hmc_type2
+        for n_train in train_sizes:
+            for name in datasets:
+                res = ctx.cached(
+                    f"{name}-n{n_train}-seed{seed}",
+                    lambda name=name, n_train=n_train, seed=seed: _one_split(
+                        name, n_train, seed, **settings
+                    ),
+                    settings=dict(settings, data=name, n_train=n_train, split_seed=seed),
+                )
+                done[(name, n_train, seed)] = res
+                ctx.log(_job_line(name, n_train, seed, res))
+    cells = _cells(done, datasets, train_sizes, seeds)
+    _plot(ctx, cells, datasets, train_sizes)
+    table = {
+        key: {
+            "nll": cell["nll"], "se": cell["se"], "divergences": cell["divergences"],
+            "ml_nll": [r["ml_nll"] for r in cell["runs"]],
+            "hmc_nll": [r["hmc_nll"] for r in cell["runs"]],
+        }
+        for key, cell in cells.items()
+    }  # fmt: skip
+    return {"settings": dict(settings, seeds=list(seeds)), "table": table, "cells": cells}

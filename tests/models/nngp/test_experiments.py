@@ -36,7 +36,9 @@ def _run_killed_then_resumed(name, out, monkeypatch, num_jobs):
 
 def test_experiments_are_registered():
     names = registry()
-    for name in ("nngp-regression", "nngp-regression-small", "nngp-ood", "nngp-wide-nets"):
+    for name in (
+        "nngp-regression", "nngp-regression-small", "nngp-ood", "nngp-wide-nets", "nngp-hmc"
+    ):  # fmt: skip
         assert name in names
         assert names[name].module == "bayes.models.nngp.experiments"
 
@@ -137,3 +139,35 @@ def test_wide_nets_experiment_quick(tmp_path, monkeypatch):
     assert res["ks_mean"] < res["ks_critical_5pct"]
     assert abs(res["sd_ratio_mean"] - 1) < 0.05
     assert (tmp_path / "wide_nets.png").exists()
+
+
+@pytest.mark.slow
+def test_hmc_experiment_quick(tmp_path):
+    """NUTS vs type-II ML on 2 splits of Boston with 20 training points, paired per point.
+
+    The paired differences must be finite and average to the difference of the two
+    models' NLLs; both predictives must beat the prior predictive N(0, 1) of the
+    standardized targets by a wide margin, and HMC's NLL must stay within 0.3 nats of
+    the type-II fit's (the full run at this size found +0.03 to +0.16 per split).
+    """
+    from bayes.models.nngp.data import load_regression, split
+
+    record = run_experiment("nngp-hmc", quick=True, out=tmp_path, progress=False)
+    res = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert res == record["results"]
+    assert res["settings"]["seeds"] == [0, 1]
+    assert set(res["table"]) == set(res["cells"]) == {"boston/n=20"}
+    cell = res["cells"]["boston/n=20"]
+    x, y = load_regression("boston")
+    for seed, run in zip(res["settings"]["seeds"], cell["runs"]):
+        s = split(x, y, seed=seed, max_train=20, max_eval=50)
+        assert len(run["nll_diff"]) == len(run["se_diff"]) == len(s.y_test) == 50
+        assert np.all(np.isfinite(run["nll_diff"])) and np.all(np.isfinite(run["se_diff"]))
+        assert np.mean(run["nll_diff"]) == pytest.approx(run["ml_nll"] - run["hmc_nll"])
+        prior_nll = float(np.mean(0.5 * s.y_test**2 + 0.5 * np.log(2 * np.pi)))
+        for nll in (run["ml_nll"], run["hmc_nll"]):
+            assert nll < prior_nll - 0.5, (seed, nll, prior_nll)
+        assert abs(run["hmc_nll"] - run["ml_nll"]) < 0.3, (seed, run)
+    summary = res["table"]["boston/n=20"]["nll"]
+    assert summary["splits"] == 2 and summary["se_splits"] > 0
+    assert (tmp_path / "hmc_type2.png").exists()
