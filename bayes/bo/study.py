@@ -37,20 +37,29 @@ __all__ = ["Study", "StudyError"]
 
 
 @contextlib.contextmanager
-def _torch_threads(n_train: int) -> Iterator[None]:
-    """Run small models on one torch thread, restoring the setting afterwards.
+def _single_threaded(n_train: int) -> Iterator[None]:
+    """Fit and optimize small models on one thread, restoring the settings afterwards.
 
-    Below a few thousand points, intra-op parallelism costs more than it
-    saves, and on a busy machine its spinning threads make fitting and
-    acquisition optimization tens of times slower.
+    Below a few thousand points, intra-op parallelism costs more than it saves,
+    and on a busy machine spinning threads make fitting and acquisition
+    optimization tens of times slower. Both thread pools are limited: torch's
+    (BoTorch models) and the BLAS/LAPACK behind JAX's Cholesky and triangular
+    solves (the kernel surrogates ``ibnn``, ``dkl`` and ``stp`` factorize an
+    ``n x n`` matrix at every optimizer step; with one BLAS thread their fits
+    ran 14x faster on a loaded 2-core machine, see docs/benchmarks.md).
     """
     import torch
 
-    before = torch.get_num_threads()
-    if n_train <= 2000:
-        torch.set_num_threads(1)
-    try:
+    from bayes._blas import serial_blas
+
+    if n_train > 2000:
         yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with serial_blas():
+            yield
     finally:
         torch.set_num_threads(before)
 
@@ -382,7 +391,7 @@ class Study:
             ref = list(np.asarray(ref) * self._signs())
         surrogate = make_surrogate(self.settings["surrogate"], **self.settings["surrogate_options"])
         # Fork the global torch RNG: reproducible per (seed, trial count), caller state untouched.
-        with torch.random.fork_rng(), _torch_threads(len(done)):
+        with torch.random.fork_rng(), _single_threaded(len(done)):
             torch.manual_seed(self.settings["seed"] * 1_000_003 + salt)
             t0 = time.perf_counter()
             model = surrogate.fit(train_X, train_Y)

@@ -16,7 +16,7 @@ so any model whose posterior BoTorch's acquisition functions can use plugs in
     register_surrogate("mine", MySurrogate)
 
 Built in: ``gp`` (:class:`GPSurrogate`, BoTorch's ``SingleTaskGP``) and ``saas``
-(:class:`SAASSurrogate`, the fully Bayesian SAAS GP sampled with NUTS in Pyro);
+(:class:`SAASSurrogate`, the fully Bayesian SAAS GP sampled with NumPyro NUTS by BoTorch);
 the JAX surrogates ``bnn-hmc``, ``bnn-vi``, ``ensemble``, ``ibnn``, ``dkl`` and
 ``stp`` of :mod:`bayes.bo.jax_surrogates` register on first lookup.
 """
@@ -183,11 +183,21 @@ class GPSurrogate:
 class SAASSurrogate:
     """Fully Bayesian GP with the sparse axis-aligned subspace (SAAS) prior.
 
-    BoTorch's ``SaasFullyBayesianSingleTaskGP`` sampled with NUTS in Pyro
-    (``fit_fully_bayesian_model_nuts``): half-Cauchy shrinkage on inverse
-    length scales suits higher-dimensional problems with few relevant inputs.
-    The posterior is a mixture over ``num_samples / thinning`` hyperparameter
-    draws. Only one outcome is supported (``m = 1``).
+    BoTorch's ``SaasFullyBayesianSingleTaskGP`` sampled with NUTS
+    (``fit_fully_bayesian_model_nuts``; in BoTorch 0.18 that is NumPyro's NUTS
+    in JAX, in JAX's default float32): half-Cauchy shrinkage on inverse length
+    scales suits higher-dimensional problems with few relevant inputs. The
+    posterior is a mixture over ``num_samples / thinning`` hyperparameter draws.
+    Only one outcome is supported (``m = 1``).
+
+    Every fit builds new NumPyro closures, so JAX compiles its programs afresh
+    (most of a fit's time at small ``n``), and the executables stay in JAX's
+    caches: each fit left about 330 compiled programs (some 980 memory
+    mappings) behind, and after some 65 fits a process hit Linux's limit on
+    mappings and XLA failed with "LLVM ERROR: Unable to allocate section
+    memory". ``fit`` therefore clears JAX's caches when it is done; other JAX
+    programs of the process are compiled again (or loaded from the persistent
+    compilation cache) on their next call.
 
     Args:
         num_warmup: NUTS warm-up steps.
@@ -229,6 +239,9 @@ class SAASSurrogate:
             disable_progbar=True,
             seed=seed,
         )
+        import jax
+
+        jax.clear_caches()  # the fit's programs are never called again (see the class doc)
         return model.eval()
 
 

@@ -55,7 +55,7 @@ _FULL = {
 PLANS: dict[str, dict[str, Any]] = {
     "quick": {"problems": {"branin": ("branin", 0.0, 5, 8)}, "num_seeds": 2,
               "surrogate_options": _QUICK_OPTIONS, "acquisition_options": _ACQ_SMALL},
-    # The docs' numbers: saas left out (Pyro NUTS took 13-35 s per round on 2 shared cores).
+    # The docs' numbers: saas left out (its NUTS fit took 13-35 s per round on 2 shared cores).
     "medium": {"problems": {"branin": ("branin", 0.0, 5, 15),
                             "hartmann6": ("hartmann6", 0.0, 8, 16),
                             "ackley10": ("ackley10", 0.0, 8, 16),

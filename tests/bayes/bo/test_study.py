@@ -271,6 +271,15 @@ def test_saas_surrogate_fits_and_suggests(tmp_path: Path) -> None:
     cand = suggest(model, X, Y, q=1, acquisition="qlognei", options=FAST)
     assert cand.shape == (1, 6) and bool(((cand >= 0) & (cand <= 1)).all())
 
+    # A refit on one more point compiles BoTorch's NumPyro programs anew; they must not
+    # stay behind (each fit used to leave ~980 memory mappings: a long loop hit the
+    # kernel's limit and XLA aborted).
+    maps = Path("/proc/self/maps")
+    if maps.exists():
+        before = len(maps.read_text().splitlines())
+        make_surrogate("saas", **options).fit(torch.cat([X, cand]), torch.cat([Y, Y[:1]]))
+        assert len(maps.read_text().splitlines()) - before < 200
+
 
 def test_second_driver_on_the_same_study_is_refused(tmp_path: Path) -> None:
     import fcntl
@@ -283,3 +292,29 @@ def test_second_driver_on_the_same_study_is_refused(tmp_path: Path) -> None:
     assert sum(study.counts().values()) == 0
     optimize(lambda p: p["x"], study, budget=2, progress=False)
     assert study.counts()["complete"] == 2
+
+
+def test_small_problems_fit_on_one_torch_and_one_blas_thread() -> None:
+    import torch
+
+    from bayes.bo.study import _single_threaded
+
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas() -> set[int]:
+        info = threadpoolctl.threadpool_info()
+        return {p["num_threads"] for p in info if p["user_api"] == "blas"}
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+            if blas() != {2}:
+                pytest.skip("this BLAS cannot run two threads")
+            with _single_threaded(50):
+                assert torch.get_num_threads() == 1 and blas() == {1}
+            assert torch.get_num_threads() == 2 and blas() == {2}
+            with _single_threaded(5000):  # large problems keep their threads
+                assert torch.get_num_threads() == 2 and blas() == {2}
+    finally:
+        torch.set_num_threads(before)
