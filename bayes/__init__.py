@@ -18,7 +18,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from bayes import _xla
+
 __version__ = "0.1.0"
+
+# before JAX's first computation reads XLA_FLAGS (see bayes._xla)
+_xla.apply()
 
 # name -> (module, attribute or None for the module itself)
 _LAZY: dict[str, tuple[str, str | None]] = {

@@ -9,6 +9,9 @@
   and the global NumPy/``random`` seeds reset before each test.
 - ``slow`` marks long statistical runs; they still run in CI.
 - OpenBLAS runs one thread (``OPENBLAS_NUM_THREADS=1`` unless set).
+- ``bayes`` is imported before JAX computes anything, so its jaxlib 0.10
+  deadlock workaround (``bayes._xla``) is in ``XLA_FLAGS`` for every test; a
+  test that hangs anyway ends the run after 900 s with all stacks printed.
 - Compiled programs are released after each test module (see
   ``_release_compiled_programs``).
 """
@@ -41,6 +44,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     import jax
 
+    import bayes  # noqa: F401  (sets XLA_FLAGS before JAX's first computation)
     from bayes.config import enable_compilation_cache
 
     enable_compilation_cache()
