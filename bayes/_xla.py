@@ -11,12 +11,19 @@ that no thread is left to run: the process hangs in ``block_until_ready``. On
 triangular solves of 100 x 100 factors hang reliably).
 
 XLA's memory-ordered scheduler (``--xla_cpu_enable_concurrency_optimized_scheduler=false``)
-does not issue them together; on the same programs it costs nothing measurable.
-:func:`apply` adds that flag to ``XLA_FLAGS`` when ``bayes`` is imported, before
+issues such solves together far less often, at no measurable cost on our samplers,
+but it is a mitigation, not a cure: a long run of the ``nngp-hmc`` study still hung
+once with it. Code of ours that ran many batched solves side by side (the nngp
+predictive over posterior draws, the wide-network ensemble) therefore maps over
+its draws one at a time instead of in ``vmap`` batches; unbatched LAPACK calls do
+not split and cannot wait on the pool.
+
+:func:`apply` adds the flag to ``XLA_FLAGS`` when ``bayes`` is imported, before
 JAX reads the variable at its first computation. It leaves the variable alone
 when the user set the flag either way, when ``$BAYES_KEEP_XLA_SCHEDULER`` is
-set, and when the installed jaxlib predates 0.10. Importing ``bayes`` after JAX
-has already computed something is too late for the flag to take effect.
+set, and when the installed jaxlib predates 0.10 (0.9.2 does not split batches
+and does not hang). Importing ``bayes`` after JAX has already computed something
+is too late for the flag to take effect.
 """
 
 from __future__ import annotations

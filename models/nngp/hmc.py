@@ -284,13 +284,13 @@ def hmc_predict(
     rate: float = 1.0,
     fixed: dict[str, float] | None = None,
     jitter: float = 1e-8,
-    batch_size: int = 64,
 ) -> HMCPredictive:
     """Posterior predictive of the draws of :func:`sample_hyperparameters`.
 
     Each draw ``theta_k`` gives the Gaussian (sampled scale) or Student-t (integrated
     scale) predictive of its kernel; the predictive is their equal-weight mixture,
-    computed in float64 in batches of ``batch_size`` draws.
+    computed in float64 one draw after another. (Batching the draws with ``vmap`` made
+    jaxlib 0.10's batched LAPACK kernels deadlock on 2 cores; see ``bayes._xla``.)
 
     Args:
         idata: Output of :func:`sample_hyperparameters` (the same ``fixed``, prior and
@@ -305,7 +305,6 @@ def hmc_predict(
         rate: Inverse-gamma prior rate ``b``.
         fixed: Log values of the hyperparameters held fixed while sampling.
         jitter: Relative diagonal jitter.
-        batch_size: Draws predicted at once.
 
     Returns:
         An :class:`HMCPredictive`.
@@ -332,23 +331,24 @@ def hmc_predict(
             {n: jnp.asarray(v) for n, v in draws.items()},
             {n: jnp.asarray(v) for n, v in fixed.items()},
             x, y, x_test, yt, concentration, rate, jitter,
-            depth=depth, activation=activation, sampled=sampled, batch_size=batch_size,
+            depth=depth, activation=activation, sampled=sampled,
         )  # fmt: skip
         if y_test is None:
             return HMCPredictive(mix_mean, mix_var, None, None)
         return HMCPredictive(mix_mean, mix_var, log_density, logd)
 
 
-@partial(jax.jit, static_argnames=("depth", "activation", "sampled", "batch_size"))
+@partial(jax.jit, static_argnames=("depth", "activation", "sampled"))
 def _mixture_predict(
-    draws, fixed, x, y, x_test, y_test, a, b, jitter, *, depth, activation, sampled, batch_size
+    draws, fixed, x, y, x_test, y_test, a, b, jitter, *, depth, activation, sampled
 ):
+    # one draw per step, unbatched: two independent batched triangular solves (the fit's
+    # and the cross-covariance's) deadlocked jaxlib 0.10's 2-thread pool (bayes._xla)
     mean, var, logd = jax.lax.map(
         lambda d: _draw_predict(
             {**fixed, **d}, x, y, x_test, y_test, depth, activation, a, b, jitter, sampled
         ),
         draws,
-        batch_size=batch_size,
     )
     # law of total variance over the equal-weight mixture of draws
     mix_var = var.mean(0)[:, None] + mean.var(0)

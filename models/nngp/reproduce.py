@@ -226,8 +226,7 @@ def wide_network_ensemble(ctx: Any) -> dict[str, Any]:
     from .kernels import kernel_diag, kernel_matrix
 
     width, members, steps = (512, 256, 600) if ctx.quick else (4096, 2000, 1500)
-    # members per job of ctx.cached, a multiple of lax.map's batch of 64 so that the
-    # members are computed in the same batches as in one pass
+    # members per job of ctx.cached
     chunk = 64 if ctx.quick else 256
     sw2, sb2, noise, a, b = 2.0, 0.2, 0.05, 3.0, 2.0
     rng = np.random.default_rng(ctx.seed)
@@ -278,7 +277,9 @@ def wide_network_ensemble(ctx: Any) -> dict[str, Any]:
     )  # fmt: skip
     with jax.enable_x64(True), serial_blas():  # small factorizations: threads only spin
         keys = jax.random.split(jax.random.key(ctx.seed), members)
-        run_chunk = jax.jit(lambda k: jax.lax.map(member, k, batch_size=64))
+        # members one at a time: batched, the independent solve and eigvalsh of each
+        # member can deadlock jaxlib 0.10's CPU thread pool (see bayes._xla)
+        run_chunk = jax.jit(lambda k: jax.lax.map(member, k))
 
         def job(start):
             d, g = run_chunk(keys[start : start + chunk])
