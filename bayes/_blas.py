@@ -31,16 +31,13 @@ def _wait_for_jax() -> None:
 
 @contextlib.contextmanager
 def serial_blas() -> Iterator[None]:
-    """Limit BLAS to one thread inside the block (no-op without ``threadpoolctl``).
+    """Limit BLAS to one thread inside the block.
 
     Waits for pending JAX work on entry and on exit, so that the thread count
     never changes under a running BLAS call.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: comes with scikit-learn
-        yield
-        return
+    from threadpoolctl import threadpool_limits
+
     _wait_for_jax()
     limits = threadpool_limits(limits=1, user_api="blas")
     try:

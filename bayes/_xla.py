@@ -20,10 +20,11 @@ not split and cannot wait on the pool.
 
 :func:`apply` adds the flag to ``XLA_FLAGS`` when ``bayes`` is imported, before
 JAX reads the variable at its first computation. It leaves the variable alone
-when the user set the flag either way, when ``$BAYES_KEEP_XLA_SCHEDULER`` is
-set, and when the installed jaxlib predates 0.10 (0.9.2 does not split batches
-and does not hang). Importing ``bayes`` after JAX has already computed something
-is too late for the flag to take effect.
+when the user set the flag either way and when ``$BAYES_KEEP_XLA_SCHEDULER`` is
+set. (jaxlib 0.9.2 does not split batches and does not hang, but bayes requires
+jaxlib 0.10, so the version is not checked: reading package metadata would add
+some 25 ms to ``import bayes`` and the CLI's start.) Importing ``bayes`` after
+JAX has already computed something is too late for the flag to take effect.
 """
 
 from __future__ import annotations
@@ -37,16 +38,6 @@ _NAME = FLAG.split("=")[0]
 _ENV_KEEP = "BAYES_KEEP_XLA_SCHEDULER"
 
 
-def _affected_jaxlib() -> bool:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        major, minor = (int(p) for p in version("jaxlib").split(".")[:2])
-    except (PackageNotFoundError, ValueError):
-        return False
-    return (major, minor) >= (0, 10)
-
-
 def apply() -> bool:
     """Add :data:`FLAG` to ``$XLA_FLAGS`` unless the user decided otherwise.
 
@@ -54,7 +45,7 @@ def apply() -> bool:
         Whether the flag was added.
     """
     current = os.environ.get("XLA_FLAGS", "")
-    if os.environ.get(_ENV_KEEP) or _NAME in current or not _affected_jaxlib():
+    if os.environ.get(_ENV_KEEP) or _NAME in current:
         return False
     os.environ["XLA_FLAGS"] = f"{current} {FLAG}".strip()
     return True

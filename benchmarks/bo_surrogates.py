@@ -33,6 +33,7 @@ Run: ``python benchmarks/bo_surrogates.py [--quick]``. Rewrites the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import sys
@@ -102,8 +103,6 @@ def bo_iteration(
     ``one_blas_thread=False`` leaves the BLAS/LAPACK thread pool at its default
     (torch still gets one thread), as a study's iteration ran before it limited both.
     """
-    import contextlib
-
     import torch
 
     from bayes.bo.acquisition import suggest
