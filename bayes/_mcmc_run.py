@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import jax
@@ -33,6 +33,12 @@ def _to_numpy(tree: Any) -> Any:
 def _run_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Keys of initial points, chain steps and ChEES warmup (one program, not three)."""
     return tuple(jax.random.split(jax.random.key(seed), 3))
+
+
+def _mass_matrix_attr(states: Any) -> dict[str, list[str]]:
+    """``{"mass_matrix": kinds}`` of chain states (empty mid-ChEES warmup)."""
+    imm = getattr(getattr(states, "tuning", None), "inverse_mass_matrix", None)
+    return {} if imm is None else {"mass_matrix": sampling.mass_matrix_kinds(imm)}
 
 
 def _chain_mesh(num_chains: int) -> Any:
@@ -82,7 +88,9 @@ class Run:
         self.grad_evals = 0
         self._mark = 0.0  # end of the last collection, for phase timings
         self.chunk_size = settings.chunk_size
-        self._programs: dict[tuple[str, int], Any] = {}  # (method, steps) -> chunk program
+        # (method, steps, diagonal sampling metric) -> chunk program
+        self._programs: dict[tuple[str, int, bool], Any] = {}
+        self._selects_metric = method != "chees" and settings.dense_mass == "auto"
 
     def fingerprint(self) -> dict[str, Any]:
         spec = self.target.spec
@@ -164,6 +172,28 @@ class Run:
         self.timings["warmup_s"] += time.perf_counter() - t0 - compile_s
         return states
 
+    def _metric_boundary(self, states: Any, t: int) -> Any:
+        """At the end of an ``"auto"`` warmup: a diagonal metric if every chain chose one.
+
+        Decided from the states as well as ``t``, so that a run resumed from a
+        checkpoint written at the boundary crosses it the same way.
+        """
+        if not (self._selects_metric and t == self.num_warmup and self._dense(states)):
+            return states
+        if all(kind == "diagonal" for kind in _mass_matrix_attr(states)["mass_matrix"]):
+            states = _shard_chains(sampling.diagonal_states(states), self.num_chains)
+        return states
+
+    @staticmethod
+    def _dense(states: Any) -> bool:
+        return jnp.ndim(states.tuning.inverse_mass_matrix) == 3
+
+    def _step_settings(self, states: Any) -> Any:
+        """Settings of the step function for ``states``: diagonal once an auto run chose it."""
+        if self._selects_metric and not self._dense(states):
+            return replace(self.settings, dense_mass=False)
+        return self.settings
+
     def _dispatch(self, states: Any, t: int) -> tuple[Any, int, Any, float]:
         """Launch the chunk starting at step ``t``.
 
@@ -190,27 +220,29 @@ class Run:
         # XLA may return some state leaves replicated across devices, but the
         # program is compiled for the chain sharding of its first call
         states = _shard_chains(states, self.num_chains)
-        program = self._programs.get((method, n))
+        settings = self._step_settings(states)
+        program_key = (method, n, settings.dense_mass is False)
+        program = self._programs.get(program_key)
         if program is None:  # looked up once per run: the lookup hashes every argument's shape
             program, compile_s = sampling._chunk_program(
-                self.target, method, self.settings, states, args, _chain_mesh(self.num_chains)
+                self.target, method, settings, states, args, _chain_mesh(self.num_chains)
             )
             self.timings["compile_s"] += compile_s
-            self._programs[(method, n)] = program
+            self._programs[program_key] = program
         dispatched = time.perf_counter()
         states, info = program(states, self.target.data, *args)
         return states, n, info, dispatched
 
     def _dispatch_chees(self, states: Any, t: int, n: int) -> tuple[Any, int, Any, float]:
         steps = np.arange(t - self.num_adapt, t - self.num_adapt + n, dtype=np.int32)
-        program = self._programs.get(("chees-warmup", n))
+        program = self._programs.get(("chees-warmup", n, False))
         if program is None:
             program, compile_s = sampling._chees_chunk_program(
                 self.target, self.settings, states, self.chees_key, steps,
                 self.num_warmup - self.num_adapt, self.num_samples,
             )  # fmt: skip
             self.timings["compile_s"] += compile_s
-            self._programs[("chees-warmup", n)] = program
+            self._programs[("chees-warmup", n, False)] = program
         dispatched = time.perf_counter()
         states, info = program(states, self.target.data, self.chees_key, steps)
         return states, n, info, dispatched
@@ -261,10 +293,11 @@ class Run:
             bar.update(t)
             try:
                 while t < self.total or pending is not None:
-                    # ChEES' phase changes wait for the chunk in flight (a sync point)
-                    boundary = self.method == "chees" and t in (self.num_adapt, self.num_warmup)
+                    # phase changes (ChEES', auto metric) wait for the chunk in flight
+                    chees = self.method == "chees" and t in (self.num_adapt, self.num_warmup)
+                    boundary = chees or (self._selects_metric and t == self.num_warmup)
                     if boundary and pending is None:
-                        states = self._chees_boundary(states, t)
+                        states = self._metric_boundary(self._chees_boundary(states, t), t)
                         boundary = False
                     launched = None
                     if t < self.total and not boundary:
@@ -282,9 +315,9 @@ class Run:
                 if not self.draws:
                     raise
                 interrupted = True
-        return self._inference_data(done, interrupted)
+        return self._inference_data(done, interrupted, states)
 
-    def _inference_data(self, t: int, interrupted: bool):
+    def _inference_data(self, t: int, interrupted: bool, states: Any):
         from bayes.convert import run_attrs, to_inference_data
 
         draws = self._stacked_draws()
@@ -309,6 +342,7 @@ class Run:
             warmup_divergences=self.divergences["warmup"],
             num_gradient_evaluations=self.grad_evals,
             checkpoint=None if self.checkpoint is None else os.fspath(self.checkpoint),
+            **_mass_matrix_attr(states),
             **{k: float(v) for k, v in self.timings.items()},
         )
         return to_inference_data(

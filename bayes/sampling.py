@@ -26,15 +26,18 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 __all__ = [
+    "AUTO_DENSE_MAX_DIMENSIONS",
     "EXTERNAL_METHODS",
     "HMC_METHODS",
     "METHODS",
     "auto_chunk_size",
     "clear_cache",
+    "mass_matrix_kinds",
+    "resolve_mass_matrix",
     "sample",
 ]
 
@@ -44,6 +47,7 @@ EXTERNAL_METHODS = {
     "vi": ("bayes.vi_sampling", "sample_vi"),
 }
 METHODS = (*HMC_METHODS, *EXTERNAL_METHODS)
+AUTO_DENSE_MAX_DIMENSIONS = 100
 # Compiled programs of recent runs, most recently used last. Bounded because each
 # one holds XLA memory mappings (about 18 on the CPU) that a process has a
 # limited number of, and `jax.clear_caches()` cannot release what we hold.
@@ -75,7 +79,12 @@ class Settings:
         max_tree_depth: Maximum NUTS tree depth (doublings).
         num_integration_steps: Leapfrog steps per ``"hmc"`` transition.
         target_acceptance_rate: Step-size adaptation target (ChEES default 0.651).
-        dense_mass: Adapt a dense rather than diagonal mass matrix (NUTS, HMC).
+        dense_mass: Mass matrix of NUTS and HMC. ``"auto"`` (default): for 2 to
+            ``AUTO_DENSE_MAX_DIMENSIONS`` (100) unconstrained dimensions each chain
+            adapts a dense matrix and keeps it only where its warmup draws show
+            correlations beyond sampling noise, else the diagonal (the chain's
+            choice is in the ``mass_matrix`` attribute); outside that range, and
+            for ChEES, diagonal. ``True``: dense; ``False``: diagonal.
         initial_step_size: Starting step size of warmup.
         learning_rate: Adam learning rate of ChEES trajectory-length adaptation.
         chunk_size: Steps per compiled call (progress and checkpoint granularity).
@@ -99,7 +108,7 @@ class Settings:
     max_tree_depth: int = 10
     num_integration_steps: int = 16
     target_acceptance_rate: float | None = None
-    dense_mass: bool = False
+    dense_mass: bool | str = "auto"
     initial_step_size: float = 1.0
     learning_rate: float = 0.025
     chunk_size: int | None = None
@@ -146,6 +155,8 @@ def _settings(method: str, options: dict[str, Any]) -> Settings:
         settings = Settings(**{**asdict(settings), "target_acceptance_rate": rate})
     if not 0.0 <= settings.window_fraction < 1.0:
         raise ValueError(f"window_fraction must be in [0, 1), got {settings.window_fraction}")
+    if not (isinstance(settings.dense_mass, bool) or settings.dense_mass == "auto"):
+        raise ValueError(f"dense_mass must be True, False or 'auto', got {settings.dense_mass!r}")
     if settings.chain_method not in ("vectorized", "sequential"):
         raise ValueError(
             f"chain_method must be 'vectorized' or 'sequential', got {settings.chain_method!r}"
@@ -155,6 +166,57 @@ def _settings(method: str, options: dict[str, Any]) -> Settings:
     ):
         raise ValueError(f"chunk_size must be an integer >= 1, got {settings.chunk_size!r}")
     return settings
+
+
+def resolve_mass_matrix(method: str, settings: Settings, num_dimensions: int) -> Settings:
+    """``settings`` with ``dense_mass="auto"`` made ``False`` where no choice is made.
+
+    The dense-or-diagonal choice is made for NUTS and HMC with 2 to
+    ``AUTO_DENSE_MAX_DIMENSIONS`` dimensions: in one dimension the two agree,
+    and above the limit a warmup window rarely has enough draws to estimate a
+    dense matrix well, while every step factorizes it (O(d^3)).
+    """
+    if settings.dense_mass == "auto" and (
+        method == "chees" or not 2 <= num_dimensions <= AUTO_DENSE_MAX_DIMENSIONS
+    ):
+        return replace(settings, dense_mass=False)
+    return settings
+
+
+def mass_matrix_kinds(inverse_mass_matrix: Any) -> list[str]:
+    """Per chain, ``"dense"`` or ``"diagonal"``, from the inverse mass matrices in force.
+
+    Args:
+        inverse_mass_matrix: Shape ``(num_chains, d)`` or ``(num_chains, d, d)``.
+    """
+    import numpy as np
+
+    imm = np.asarray(inverse_mass_matrix)
+    if imm.ndim == 2:
+        return ["diagonal"] * imm.shape[0]
+    off = imm - np.einsum("cii->ci", imm)[..., None] * np.eye(imm.shape[-1])
+    return ["dense" if np.any(o != 0) else "diagonal" for o in off]
+
+
+def diagonal_states(states: Any) -> Any:
+    """Window-adapted chain states with dense ``(d, d)`` matrices turned into ``(d,)`` diagonals.
+
+    For ``dense_mass="auto"`` runs whose chains all chose a diagonal matrix:
+    sampling then runs BlackJAX's diagonal metric, whose steps cost O(d)
+    instead of the dense metric's O(d^3) factorization and O(d^2) products.
+    """
+    import jax.numpy as jnp
+
+    def diag(x):
+        return jnp.diagonal(x, axis1=-2, axis2=-1)
+
+    tuning = states.tuning
+    mm = tuning.mm_state
+    mm = mm._replace(inverse_mass_matrix=diag(mm.inverse_mass_matrix),
+                     wc_state=mm.wc_state._replace(m2=diag(mm.wc_state.m2)))  # fmt: skip
+    return states._replace(
+        tuning=tuning._replace(mm_state=mm, inverse_mass_matrix=diag(tuning.inverse_mass_matrix))
+    )
 
 
 def auto_chunk_size(phases: tuple[int, ...], *, interactive: bool, minimum: int = 100) -> int:
@@ -219,7 +281,8 @@ def _step_fns(method: str, settings: Settings):
         max_tree_depth=settings.max_tree_depth,
         num_integration_steps=settings.num_integration_steps,
         target_acceptance_rate=settings.target_acceptance_rate,
-        is_mass_matrix_diagonal=not settings.dense_mass,
+        is_mass_matrix_diagonal=settings.dense_mass is False,
+        select_dense=settings.dense_mass == "auto",
         divergence_threshold=settings.divergence_threshold,
     )
 
@@ -278,7 +341,7 @@ def _chees_init(target, settings: Settings, states, num_steps: int, num_samples:
         imm, step_sizes = states.tuning.inverse_mass_matrix, states.tuning.step_size
     else:
         positions, num_chains, d = states[0], jnp.shape(states[1])[0], target.num_dimensions
-        eye = jnp.eye(d) if settings.dense_mass else jnp.ones(d)
+        eye = jnp.eye(d) if settings.dense_mass is True else jnp.ones(d)
         imm = jnp.broadcast_to(eye, (num_chains, *eye.shape))
         step_sizes = jnp.full((num_chains,), settings.initial_step_size, jnp.result_type(float))
 
@@ -440,6 +503,7 @@ def sample(
     settings = _settings(method, options)
     target = as_target(model, data, initial_position=initial_position,
                        initial_positions=initial_positions)  # fmt: skip
+    settings = resolve_mass_matrix(method, settings, target.num_dimensions)
     from bayes._mcmc_run import Run
 
     run = Run(target, method, settings, num_chains, num_warmup, num_samples, seed, checkpoint)

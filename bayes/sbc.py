@@ -151,6 +151,7 @@ def sbc(
         raise ValueError(f"the model has no sample site named {', '.join(map(repr, missing))}")
     first = {**data, **{name: np.asarray(prior[name][0]) for name in observed}}
     target = as_target(model, first)
+    settings = sampling.resolve_mass_matrix(method, settings, target.num_dimensions)
     _, dynamic = split_data({**data, **{n: np.asarray(prior[n]) for n in observed}})
     batched = {
         k: v if k in observed else jnp.broadcast_to(v, (num_simulations, *jnp.shape(v)))

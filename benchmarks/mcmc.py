@@ -20,6 +20,7 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
@@ -33,6 +34,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 GAUSS = "gauss100"
 PEER_NAMES = {"numpyro": "NumPyro", "blackjax": "BlackJAX"}
+RATIO_HEADER = ["posterior", "vs NumPyro", "vs BlackJAX", "vs best peer",
+                "bayes-diag vs best peer", "dense chains"]  # fmt: skip
 
 
 def gaussian_target():
@@ -67,8 +70,12 @@ def min_ess(posterior: dict) -> float:
     return float(min(float(ess[v].min()) for v in ess.data_vars))
 
 
-def run_bayes(model, data, args) -> Callable[[int], tuple[dict, Callable[[], float]]]:
+def run_bayes(
+    model, data, args, dense_mass: bool | str = "auto"
+) -> Callable[[int], tuple[dict, Callable[[], float]]]:
     """A function of the seed: one run's numbers and a function timing its sampling again."""
+    import json
+
     import bayes
 
     deterministic = _deterministic(model, data)
@@ -77,15 +84,16 @@ def run_bayes(model, data, args) -> Callable[[int], tuple[dict, Callable[[], flo
         def call():
             return bayes.sample(model, data, num_chains=args.chains, num_warmup=args.warmup,
                                 num_samples=args.draws, seed=seed, progress=False,
-                                chain_method=args.chain_method)  # fmt: skip
+                                chain_method=args.chain_method, dense_mass=dense_mass)  # fmt: skip
 
         idata = call()
         attrs = idata.posterior.attrs
         latent = [k for k in idata.posterior.data_vars if k not in deterministic]
         ess = min_ess({k: idata.posterior[k].values for k in latent})
         grads = float(idata.sample_stats["n_steps"].sum())
+        dense = json.loads(attrs["mass_matrix"]).count("dense")
         result = dict(compile=attrs["compile_s"], warmup=attrs["warmup_s"],
-                      sampling=attrs["sampling_s"], ess=ess, grads=grads)  # fmt: skip
+                      sampling=attrs["sampling_s"], ess=ess, grads=grads, dense=dense)  # fmt: skip
         # the same seed repeats the same draws, through the programs already compiled
         return result, lambda: call().posterior.attrs["sampling_s"]
 
@@ -402,7 +410,9 @@ def main() -> None:
 
     names = args.only or [*posteriordb.POSTERIORS, GAUSS]
     seeds = list(range(args.seeds))
-    peers = ("bayes", "numpyro", "blackjax")
+    # bayes with its default metric choice, and with the diagonal metric the peers use
+    peers = ("bayes", "bayes-diag", "numpyro", "blackjax")
+    run_diag = functools.partial(run_bayes, dense_mass=False)
     load_avg = [os.getloadavg()[0]]
     rows, ratios = [], []
     for name in names:
@@ -411,7 +421,7 @@ def main() -> None:
         bayes.clear_cache()
         model, data = load(name)
         runners = {peer: fn(model, data, args) for peer, fn in
-                   zip(peers, (run_bayes, run_numpyro, run_blackjax))}  # fmt: skip
+                   zip(peers, (run_bayes, run_diag, run_numpyro, run_blackjax))}  # fmt: skip
         res: dict[str, list[dict]] = {peer: [] for peer in peers}
         for seed in seeds:
             again = {}
@@ -438,11 +448,16 @@ def main() -> None:
                          fmt_mean_se(*mean["ess"]), fmt_mean_se(*mean["ess_s"]),
                          mean["grad_per_ess"][0]])  # fmt: skip
         ours = [r["ess_s"] for r in res["bayes"]]
-        mean = {peer: mean_se([r["ess_s"] for r in res[peer]])[0] for peer in peers[1:]}
+        diag = [r["ess_s"] for r in res["bayes-diag"]]
+        mean = {peer: mean_se([r["ess_s"] for r in res[peer]])[0] for peer in PEER_NAMES}
         best = max(mean, key=mean.get)
+        best_runs = [r["ess_s"] for r in res[best]]
         cells = [fmt_ratio(*paired_ratio(ours, [r["ess_s"] for r in res[peer]]))
-                 for peer in (*peers[1:], best)]  # fmt: skip
-        ratios.append([name, *cells[:-1], f"{cells[-1]}, {PEER_NAMES[best]}"])
+                 for peer in (*PEER_NAMES, best)]  # fmt: skip
+        dense = sum(r["dense"] for r in res["bayes"])
+        ratios.append([name, *cells[:-1], f"{cells[-1]}, {PEER_NAMES[best]}",
+                       fmt_ratio(*paired_ratio(diag, best_runs)),
+                       f"{dense}/{args.chains * len(seeds)}"])  # fmt: skip
     load_range = f"{min(load_avg):.1f}-{max(load_avg):.1f}"
     ttfd = []
     for name in args.ttfd:
@@ -453,7 +468,10 @@ def main() -> None:
               "ESS/s", "grad evals / ESS"]  # fmt: skip
     body = (
         f"{args.chains} chains, {args.warmup} warmup + {args.draws} draws each, float64, "
-        "default settings (diagonal mass matrix, target acceptance 0.8, tree depth 10); "
+        "default settings (target acceptance 0.8, tree depth 10; mass matrix: the peers' "
+        'diagonal; bayes\' `dense_mass="auto"`, a dense matrix for the chains whose warmup '
+        "finds correlations beyond sampling noise, else diagonal; `bayes-diag` is bayes "
+        "with `dense_mass=False`, the peers' setting); "
         f"{len(seeds)} seeds (0-{len(seeds) - 1}), the same for every sampler; 1-minute "
         f"load average {load_range} during the run. "
         "NumPyro's compile column is its sampling-program compile only (its warmup "
@@ -468,7 +486,7 @@ def main() -> None:
         "peer with the higher mean ESS/s): geometric mean over seeds of the per-seed ratio "
         "± its standard error (delta method on the standard error of the mean log ratio), "
         "and in brackets the seeds on which bayes had the higher ESS/s:\n\n"
-        + markdown_table(["posterior", "vs NumPyro", "vs BlackJAX", "vs best peer"], ratios)
+        + markdown_table(RATIO_HEADER, ratios)
     )
     if ttfd:
         body += (

@@ -21,7 +21,12 @@ from bayes.inference.mcmc.chees import (
     chees_run_chunk,
     chees_warmup,
 )
-from bayes.inference.mcmc.window import WindowAdaptationState, schedule, window_adaptation
+from bayes.inference.mcmc.window import (
+    WindowAdaptationState,
+    prefer_dense,
+    schedule,
+    window_adaptation,
+)
 
 __all__ = [
     "METHODS",
@@ -36,6 +41,7 @@ __all__ = [
     "chees_integration_steps",
     "chees_run_chunk",
     "chees_warmup",
+    "prefer_dense",
     "run_chunk",
     "schedule",
     "window_adaptation",

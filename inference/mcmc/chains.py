@@ -108,6 +108,7 @@ def build_step(
     num_integration_steps: int = 16,
     target_acceptance_rate: float = 0.8,
     is_mass_matrix_diagonal: bool = True,
+    select_dense: bool = False,
     divergence_threshold: float = 1000.0,
 ) -> tuple[Callable, Callable]:
     """Init and step functions of one chain.
@@ -119,6 +120,8 @@ def build_step(
         num_integration_steps: Leapfrog steps of ``"hmc"``.
         target_acceptance_rate: Dual-averaging target.
         is_mass_matrix_diagonal: Diagonal (else dense) mass matrix.
+        select_dense: Dense matrix only where the warmup finds correlations
+            (see :func:`~bayes.inference.mcmc.window.window_adaptation`).
         divergence_threshold: Energy error that flags a divergence.
 
     Returns:
@@ -135,6 +138,7 @@ def build_step(
     adapt_init, adapt_update, adapt_final = window_adaptation(
         is_mass_matrix_diagonal=is_mass_matrix_diagonal,
         target_acceptance_rate=target_acceptance_rate,
+        select_dense=select_dense,
     )
     if method == "nuts":
         kernel = blackjax.nuts.build_kernel(divergence_threshold=divergence_threshold)

@@ -14,6 +14,20 @@ is set to the regularised sample covariance of the window and dual averaging
 restarts from the window's averaged step size), a final fast window. After
 warmup the step size is :math:`\\exp(\\bar x_T)`, the dual-averaging iterate
 average, as in Hoffman & Gelman (2014).
+
+Choosing between a dense and a diagonal metric (``select_dense=True``): a
+dense inverse mass matrix removes the correlations a diagonal one leaves, at
+the price of estimating :math:`d(d+1)/2` numbers from a window's :math:`n`
+draws. With :math:`R` the window's sample correlation matrix, a diagonal
+metric leaves the target preconditioned with condition number
+:math:`\\kappa(R)`; a dense estimate from :math:`n` independent draws leaves
+about the Marchenko-Pastur spread :math:`\\kappa_{MP} = ((1 + \\sqrt{d/n}) /
+(1 - \\sqrt{d/n}))^2` (infinite for :math:`n \\le d`), and sampling noise
+alone inflates :math:`\\kappa(R)` of an uncorrelated target to about that
+value too. A window's dense estimate is therefore kept only where
+:math:`\\kappa(R) > c\\,\\kappa_{MP}` (:func:`prefer_dense`, ``c = 4``: NUTS'
+cost grows roughly like :math:`\\sqrt\\kappa`, so the dense metric must be
+expected to halve it), and replaced by its diagonal otherwise.
 """
 
 from __future__ import annotations
@@ -26,7 +40,9 @@ import numpy as np
 from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 
-__all__ = ["WindowAdaptationState", "schedule", "window_adaptation"]
+__all__ = ["WindowAdaptationState", "prefer_dense", "schedule", "window_adaptation"]
+
+DENSE_FACTOR = 4.0
 
 
 class WindowAdaptationState(NamedTuple):
@@ -79,16 +95,47 @@ def schedule(num_warmup: int) -> tuple[np.ndarray, np.ndarray]:
     return stage, window_end
 
 
+def prefer_dense(
+    covariance: jax.Array, num_draws: jax.Array, *, factor: float = DENSE_FACTOR
+) -> jax.Array:
+    """Whether a dense covariance estimate is worth using over its diagonal.
+
+    Args:
+        covariance: Estimated covariance of the target, shape ``(d, d)``.
+        num_draws: Number of draws it was estimated from (scalar).
+        factor: How many times the Marchenko-Pastur condition number
+            :math:`\\kappa_{MP}(d / n)` the condition number of the correlation
+            matrix must exceed.
+
+    Returns:
+        Boolean scalar: :math:`\\kappa(R) > c\\,\\kappa_{MP}` with :math:`R` the
+        correlation matrix of ``covariance`` (false whenever ``num_draws <= d``).
+    """
+    d = covariance.shape[-1]
+    sd = jnp.sqrt(jnp.diagonal(covariance))
+    eigenvalues = jnp.linalg.eigvalsh(covariance / jnp.outer(sd, sd))
+    kappa = eigenvalues[-1] / jnp.maximum(eigenvalues[0], jnp.finfo(eigenvalues.dtype).tiny)
+    root = jnp.sqrt(d / jnp.maximum(num_draws, 1))
+    kappa_noise = jnp.where(root < 1, ((1 + root) / jnp.maximum(1 - root, 1e-12)) ** 2, jnp.inf)
+    return kappa > factor * kappa_noise
+
+
 def window_adaptation(
     *,
     is_mass_matrix_diagonal: bool = True,
     target_acceptance_rate: float = 0.8,
+    select_dense: bool = False,
 ):
     """Per-step window adaptation built from BlackJAX's pieces.
 
     Args:
         is_mass_matrix_diagonal: Adapt a diagonal (else dense) inverse mass matrix.
         target_acceptance_rate: Target of dual averaging (Stan's ``adapt_delta``).
+        select_dense: With a dense matrix, keep each slow window's dense estimate
+            only where :func:`prefer_dense` finds correlations beyond sampling
+            noise, else its diagonal (still stored as a ``(d, d)`` matrix), per
+            chain. The diagonal is exactly the estimate the diagonal adaptation
+            would make from the same draws.
 
     Returns:
         ``(init, update, final)``:
@@ -98,6 +145,8 @@ def window_adaptation(
           (``stage`` and ``window_end`` from :func:`schedule`; jit/vmap safe)
         - ``final(state) -> state`` with the sampling step size and mass matrix in force.
     """
+    if select_dense and is_mass_matrix_diagonal:
+        raise ValueError("select_dense chooses between dense and diagonal: it needs a dense matrix")
     mm_init, mm_update, mm_final = mass_matrix_adaptation(is_mass_matrix_diagonal)
     da_init, da_update, da_final = dual_averaging_adaptation(target_acceptance_rate)
 
@@ -126,6 +175,12 @@ def window_adaptation(
 
         def end_window(s: WindowAdaptationState) -> WindowAdaptationState:
             mm = mm_final(s.mm_state)
+            if select_dense:
+                dense = mm.inverse_mass_matrix
+                keep = prefer_dense(dense, s.mm_state.wc_state.sample_size)
+                mm = mm._replace(
+                    inverse_mass_matrix=jnp.where(keep, dense, jnp.diag(jnp.diagonal(dense)))
+                )
             da = da_init(da_final(s.da_state))
             return WindowAdaptationState(da, mm, jnp.exp(da.log_step_size), mm.inverse_mass_matrix)
 

@@ -230,6 +230,8 @@ def sample_hyperparameters(
         progress: Show the sampler's progress bar.
         jitter: Relative diagonal jitter.
         **options: Passed to :func:`bayes.sample` (``target_acceptance_rate``, ...).
+            ``dense_mass`` defaults to ``False`` here, the diagonal metric the
+            study in docs/nngp.md was run with.
 
     Returns:
         ``arviz.InferenceData`` of :func:`bayes.sample`; its posterior holds the sampled
@@ -241,6 +243,7 @@ def sample_hyperparameters(
     import bayes
 
     _check_scale(scale)
+    options.setdefault("dense_mass", False)
     fixed = {k: float(v) for k, v in (fixed or {}).items()}
     with jax.enable_x64(True):
         x, y = _validated(x, y, depth, activation, concentration, rate, fixed)

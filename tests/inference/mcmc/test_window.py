@@ -81,3 +81,49 @@ def test_nuts_warmup_with_blackjax_keys_is_blackjax_window_adaptation():
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(x, y)
     assert np.all(np.abs(np.log(a[2] / scales**2)) < 1.5)  # a real estimate, not the identity
+
+
+def test_prefer_dense_separates_correlation_from_sampling_noise():
+    from bayes.inference.mcmc import prefer_dense
+
+    rng = np.random.default_rng(0)
+    n, d = 500, 40
+    # independent coordinates of very different scales: a dense estimate only adds noise
+    iid = rng.normal(size=(n, d)) * np.exp(np.linspace(-3, 3, d))
+    assert not bool(prefer_dense(jnp.asarray(np.cov(iid.T)), n))
+    # the same with an AR(1) correlation of 0.7 between neighbours: kappa(R) about 30
+    ar = np.zeros((n, d))
+    ar[:, 0] = rng.normal(size=n)
+    for j in range(1, d):
+        ar[:, j] = 0.7 * ar[:, j - 1] + np.sqrt(1 - 0.7**2) * rng.normal(size=n)
+    assert bool(prefer_dense(jnp.asarray(np.cov(ar.T)), n))
+    # fewer draws than dimensions: never dense, however correlated
+    assert not bool(prefer_dense(jnp.asarray(np.cov(ar[: d - 1].T)), d - 1))
+
+
+def test_select_dense_keeps_the_diagonal_estimate_of_uncorrelated_draws():
+    """Where the correlations are noise, the window ends with the diagonal adaptation's estimate."""
+    num_warmup, scales = 1000, jnp.array([0.1, 1.0, 10.0])
+    stage, window_end = schedule(num_warmup)
+    draws = scales * jax.random.normal(jax.random.key(0), (num_warmup, 3))
+    results = []
+    for kwargs in ({}, {"is_mass_matrix_diagonal": False, "select_dense": True}):
+        init, update, final = window_adaptation(target_acceptance_rate=0.8, **kwargs)
+
+        def body(state, xs, update=update):
+            st, we, x = xs
+            return update(state, st, we, x, jnp.asarray(0.8)), None
+
+        state, _ = jax.lax.scan(body, init(3, 1.0), (stage, window_end, draws))
+        results.append(final(state).inverse_mass_matrix)
+    diagonal, selected = results
+    assert selected.shape == (3, 3)
+    np.testing.assert_allclose(np.diag(selected), diagonal, rtol=1e-10)
+    np.testing.assert_array_equal(selected - np.diag(np.diag(selected)), 0.0)
+
+
+def test_select_dense_needs_a_dense_matrix():
+    import pytest
+
+    with pytest.raises(ValueError, match="dense"):
+        window_adaptation(select_dense=True)
