@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 HELP = "sample the NumPyro model in MODEL.py (NUTS by default); print the summary, write NetCDF"
 METHODS = ("nuts", "hmc", "chees", "smc", "vi")
+MASS_MATRIX = {"auto": "auto", "dense": True, "diagonal": False}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=1000, help="warmup steps (default 1000)")
     parser.add_argument("--draws", type=int, default=1000, help="draws per chain (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    parser.add_argument(
+        "--mass-matrix", default=None, choices=tuple(MASS_MATRIX),
+        help="NUTS/HMC mass matrix (default auto: dense where warmup finds correlations)",
+    )  # fmt: skip
     parser.add_argument("--out", default="run.nc", help="NetCDF output (default run.nc)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint file (resumes if present)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
@@ -82,11 +86,16 @@ def run(args: argparse.Namespace) -> int:
     import bayes
     from bayes.diagnostics import summary, summary_json
 
+    options = {}
+    if args.mass_matrix is not None:
+        if args.method not in ("nuts", "hmc"):
+            raise CLIError(f"--mass-matrix is an option of nuts and hmc, not {args.method}")
+        options["dense_mass"] = MASS_MATRIX[args.mass_matrix]
     try:
         idata = bayes.sample(
             model, data, method=args.method, num_chains=args.chains, num_warmup=args.warmup,
             num_samples=args.draws, seed=args.seed, progress=not args.no_progress,
-            checkpoint=args.checkpoint,
+            checkpoint=args.checkpoint, **options,
         )  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
         raise CLIError(str(err)) from None
@@ -103,5 +112,10 @@ def run(args: argparse.Namespace) -> int:
     print(summary(idata).to_string())
     record = summary_json(idata)
     timings = ", ".join(f"{k} {v:.2f}" for k, v in record["timings"].items())
-    print(f"divergences: {record['divergences']}; {timings}; written {out}", file=sys.stdout)
+    kinds = idata.posterior.attrs.get("mass_matrix")
+    metric = ""
+    if kinds is not None:
+        counts = {k: json.loads(kinds).count(k) for k in ("dense", "diagonal")}
+        metric = "mass matrix " + ", ".join(f"{k} x{n}" for k, n in counts.items() if n) + "; "
+    print(f"divergences: {record['divergences']}; {metric}{timings}; written {out}")
     return 0

@@ -104,6 +104,19 @@ def test_sample_user_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert "run file not found" in _error(capsys, "diagnose", str(tmp_path / "none.nc"))
 
 
+def test_sample_mass_matrix_option(tmp_path: Path, capsys) -> None:
+    one, two = "dist.Normal(m * x, 1)", 'dist.Normal(m * x + numpyro.sample("c", dist.Normal()), 1)'
+    model = _write(tmp_path / "m.py", MODEL.replace(one, two))  # two parameters
+    run = ("sample", str(model), "--warmup", "100", "--draws", "50", "--no-progress",
+           "--out", str(tmp_path / "run.nc"))  # fmt: skip
+    assert main([*run, "--mass-matrix", "dense"]) == 0
+    assert "mass matrix dense x4;" in capsys.readouterr().out
+    assert main([*run, "--mass-matrix", "diagonal"]) == 0
+    assert "mass matrix diagonal x4;" in capsys.readouterr().out
+    msg = _error(capsys, *run, "--method", "smc", "--mass-matrix", "dense")
+    assert "--mass-matrix is an option of nuts and hmc, not smc" in msg
+
+
 def _idata(rng: np.random.Generator, shift: float, diverging: int, energy_walk: bool):
     x = rng.normal(size=(4, 100)) + shift * np.arange(4)[:, None]
     energy = rng.normal(size=(4, 100))
