@@ -205,10 +205,11 @@ def diagonal_states(states: Any) -> Any:
     sampling then runs BlackJAX's diagonal metric, whose steps cost O(d)
     instead of the dense metric's O(d^3) factorization and O(d^2) products.
     """
-    import jax.numpy as jnp
+    import numpy as np
 
+    # in NumPy: eager JAX operations would each be a small program to load in a fresh process
     def diag(x):
-        return jnp.diagonal(x, axis1=-2, axis2=-1)
+        return np.diagonal(np.asarray(x), axis1=-2, axis2=-1).copy()
 
     tuning = states.tuning
     mm = tuning.mm_state
