@@ -342,7 +342,8 @@ def body_text(acq, n_pyro, hmc, table, ptable, ratio, load_before, load_after) -
         "(`bayes.bo.acquisition.suggest`, q = 1, the options of the `bo` section above: "
         f"{acq['num_restarts']} restarts, {acq['raw_samples']} raw samples, "
         f"{acq['maxiter']} L-BFGS-B iterations, {acq['mc_samples']} MC samples), one torch "
-        "thread. Every surrogate runs with its default settings except, to keep the run "
+        "thread and one BLAS thread, as in a study's iteration. Every surrogate runs with "
+        "its default settings except, to keep the run "
         f"affordable on 2 shared cores, {reduced} (the defaults are saas 256 warmup + 128 "
         "draws thinned by 16; bnn-hmc 500 warmup cold / 200 warm, 100 draws thinned by 4, "
         "tree depth 8). *first*: the first iteration at that `n` in this process with a "
@@ -381,9 +382,9 @@ def body_text(acq, n_pyro, hmc, table, ptable, ratio, load_before, load_after) -
         "rows to 64, 512 or 4096 (four restarts of one candidate plus some 40 pruned "
         "baseline points run as 512 rows), and the number of L-BFGS-B evaluations "
         "depends on the surrogate; the peer's evaluations were not counted.\n\n"
-        f"The machine was shared with other jobs during the run (load average {load_before} "
-        f"at the start, {load_after} at the end, on 2 cores), so absolute times are "
-        "inflated and noisy; the ratios come from the same run.\n\n"
+        f"Load average {load_before} at the start, {load_after} at the end, on 2 cores "
+        "(above 2, other jobs shared the machine and the absolute times are inflated; the "
+        "ratios come from the same run).\n\n"
         "Run `python benchmarks/bo_surrogates.py` to reproduce."
     )
 
