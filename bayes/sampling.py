@@ -457,7 +457,8 @@ def sample(
         data: Keyword arguments of the model or log-density (arrays, numbers); integers are
             treated as constants (sizes), arrays are traced.
         method: ``"nuts"`` (default) or ``"hmc"`` with Stan's window adaptation
-            of step size and diagonal (``dense_mass=True``: dense) mass matrix;
+            of step size and mass matrix (dense where the warmup finds
+            correlations, else diagonal: ``dense_mass`` in :class:`Settings`);
             ``"chees"`` (ChEES-HMC, chains adapted jointly: use many chains);
             ``"smc"``, ``"vi"`` (dispatched to their modules).
         num_chains: Chains, run vectorized (split across devices when several).
@@ -479,7 +480,8 @@ def sample(
         ``tree_depth``, ``n_steps``, ``acceptance_rate``, ``step_size``, ``lp``),
         ``log_likelihood`` and ``observed_data`` (NumPyro models). ``attrs``
         hold the method, settings, versions, ``compile_s``, ``warmup_s``,
-        ``sampling_s`` and ``partial`` (1 after Ctrl-C).
+        ``sampling_s``, ``partial`` (1 after Ctrl-C) and
+        ``mass_matrix`` (JSON list: ``"dense"`` or ``"diagonal"`` per chain).
 
     Raises:
         ValueError: Unknown method or option, bad sizes, data that do not fit

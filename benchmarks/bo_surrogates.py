@@ -403,8 +403,9 @@ def blas_text(acq, table, load_before, load_after) -> str:
         "iterations (n + 1 and n + 2 points, nothing compiled) averaged, with the default "
         "thread pool and with one thread, in one process; ratio = default / one thread.\n\n"
         + table
-        + f"\n\nLoad average {load_before} at the start, {load_after} at the end (2 cores "
-        "shared with other jobs: the situation in which the threads spin).\n\n"
+        + f"\n\nLoad average {load_before} at the start, {load_after} at the end, on 2 "
+        "cores (the threads spin most when other jobs keep the load above the core "
+        "count).\n\n"
         "Run `python benchmarks/bo_surrogates.py --blas-threads` to reproduce."
     )
 
