@@ -85,6 +85,18 @@ def test_resume_at_the_end_of_an_auto_warmup_reproduces_the_run(tmp_path: Path, 
     np.testing.assert_array_equal(resumed.posterior["x"], ref.posterior["x"])
 
 
+def test_auto_without_warmup_samples_with_the_identity_diagonal(tmp_path: Path):
+    """No warmup, nothing estimated: the identity, switched to the diagonal metric at once."""
+    ckpt = tmp_path / "run.ckpt"
+    run = {**RUN, "num_warmup": 0}
+    idata = bayes.sample(correlated, initial_position={"x": jnp.zeros(3)}, checkpoint=ckpt, **run)
+    assert json_list(idata, "mass_matrix") == ["diagonal"] * 4
+    with open(ckpt, "rb") as f:
+        tuning = pickle.load(f)["states"].tuning
+    np.testing.assert_array_equal(tuning.inverse_mass_matrix, np.ones((4, 3)))
+    assert idata.posterior["x"].shape == (4, RUN["num_samples"], 3)
+
+
 def test_resolve_mass_matrix_decides_only_where_a_choice_helps():
     auto = sampling._settings("nuts", {})
     assert auto.dense_mass == "auto"
