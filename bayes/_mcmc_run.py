@@ -180,19 +180,15 @@ class Run:
         """
         if not (self._selects_metric and t == self.num_warmup and self._dense(states)):
             return states
-        if all(kind == "diagonal" for kind in _mass_matrix_attr(states)["mass_matrix"]):
+        kinds = sampling.mass_matrix_kinds(states.tuning.inverse_mass_matrix)
+        if "dense" not in kinds:
             states = _shard_chains(sampling.diagonal_states(states), self.num_chains)
         return states
 
     @staticmethod
     def _dense(states: Any) -> bool:
-        return jnp.ndim(states.tuning.inverse_mass_matrix) == 3
-
-    def _step_settings(self, states: Any) -> Any:
-        """Settings of the step function for ``states``: diagonal once an auto run chose it."""
-        if self._selects_metric and not self._dense(states):
-            return replace(self.settings, dense_mass=False)
-        return self.settings
+        """Whether the chains hold ``(d, d)`` matrices (else ``(d,)`` diagonals)."""
+        return np.ndim(states.tuning.inverse_mass_matrix) == 3
 
     def _dispatch(self, states: Any, t: int) -> tuple[Any, int, Any, float]:
         """Launch the chunk starting at step ``t``.
@@ -220,10 +216,12 @@ class Run:
         # XLA may return some state leaves replicated across devices, but the
         # program is compiled for the chain sharding of its first call
         states = _shard_chains(states, self.num_chains)
-        settings = self._step_settings(states)
-        program_key = (method, n, settings.dense_mass is False)
+        # an auto run samples with the diagonal metric once every chain chose it
+        diagonal = self._selects_metric and not self._dense(states)
+        program_key = (method, n, diagonal)
         program = self._programs.get(program_key)
         if program is None:  # looked up once per run: the lookup hashes every argument's shape
+            settings = replace(self.settings, dense_mass=False) if diagonal else self.settings
             program, compile_s = sampling._chunk_program(
                 self.target, method, settings, states, args, _chain_mesh(self.num_chains)
             )

@@ -194,8 +194,8 @@ def mass_matrix_kinds(inverse_mass_matrix: Any) -> list[str]:
     imm = np.asarray(inverse_mass_matrix)
     if imm.ndim == 2:
         return ["diagonal"] * imm.shape[0]
-    off = imm - np.einsum("cii->ci", imm)[..., None] * np.eye(imm.shape[-1])
-    return ["dense" if np.any(o != 0) else "diagonal" for o in off]
+    dense = np.any(imm * (1 - np.eye(imm.shape[-1])) != 0, axis=(1, 2))
+    return ["dense" if d else "diagonal" for d in dense]
 
 
 def diagonal_states(states: Any) -> Any:
