@@ -84,6 +84,13 @@ PLANS: dict[str, dict[str, Any]] = {
                      "num_seeds": 5, "surrogate_options": SMALL,
                      "acquisition_options": {**_ACQ_SMALL, "raw_samples": 128},
                      "methods": ("gp", "saas", "ibnn"), "late": ("ibnn",)},
+    # bnn-hmc in 50-d (about 5 s per iteration), on the highdim-saas stores: the
+    # GP, saas, ibnn and Sobol studies there are only read, for paired differences.
+    "highdim-hmc": {"problems": {"hartmann6-50": ("hartmann6-50", 0.0, 20, 50),
+                                 "ackley50": ("ackley50", 0.0, 20, 50)},
+                    "num_seeds": 5, "surrogate_options": SMALL,
+                    "acquisition_options": {**_ACQ_SMALL, "raw_samples": 128},
+                    "methods": ("gp", "saas", "bnn-hmc", "ibnn"), "late": ("bnn-hmc",)},
     "full": {"problems": _FULL, "num_seeds": 5, "surrogate_options": {},
              "acquisition_options": {}},
 }  # fmt: skip

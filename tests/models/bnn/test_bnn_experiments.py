@@ -124,6 +124,20 @@ def test_highdim_saas_plan_pairs_with_the_highdim_studies():
                     ("ibnn", 0), ("ibnn", 1)]  # fmt: skip
 
 
+def test_highdim_hmc_plan_reads_the_saas_studies_and_runs_bnn_hmc_last():
+    from bayes.models.bnn.experiments import PLANS, _jobs, _methods
+
+    plan, base = PLANS["highdim-hmc"], PLANS["highdim-saas"]
+    for name in ("problems", "num_seeds", "surrogate_options", "acquisition_options"):
+        assert plan[name] == base[name], name
+    methods = _methods(1, plan)
+    assert methods == ["gp", "saas", "bnn-hmc", "ibnn", "sobol"]
+    jobs = _jobs(methods, {**plan, "num_seeds": 2})
+    # Every study but bnn-hmc's already exists in a highdim-saas store and is only read.
+    assert jobs[-2:] == [("bnn-hmc", 0), ("bnn-hmc", 1)]
+    assert sorted(jobs[:-2]) == sorted((m, s) for m in methods if m != "bnn-hmc" for s in (0, 1))
+
+
 def test_summary_keeps_every_seeds_final_value():
     from bayes.models.bnn.experiments import _summarize
 
