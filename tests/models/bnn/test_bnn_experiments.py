@@ -138,6 +138,18 @@ def test_highdim_hmc_plan_reads_the_saas_studies_and_runs_bnn_hmc_last():
     assert sorted(jobs[:-2]) == sorted((m, s) for m in methods if m != "bnn-hmc" for s in (0, 1))
 
 
+def test_full_budget_plan_shares_the_full_plans_studies():
+    from bayes.models.bnn.experiments import PLANS, _jobs, _methods
+
+    plan, full = PLANS["full-budget"], PLANS["full"]
+    # Same problem specs as the full plan: its seeds get the same Sobol designs.
+    assert plan["problems"] == {k: full["problems"][k] for k in plan["problems"]}
+    assert plan["num_seeds"] == full["num_seeds"]
+    assert _methods(2, plan)[-1] == "sobol" and "saas" not in _methods(2, plan)
+    jobs = _jobs(_methods(1, plan), {**plan, "num_seeds": 2})
+    assert [m for m, _ in jobs[-2:]] == ["saas", "saas"]
+
+
 def test_summary_keeps_every_seeds_final_value():
     from bayes.models.bnn.experiments import _summarize
 
