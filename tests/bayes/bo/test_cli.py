@@ -146,9 +146,17 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
     assert abandoned, "no trial was running at any of the 10 kills"
     assert all(t.error == ABANDONED_REASON and t.outcomes is None for t in abandoned)
     evaluations = [tuple(json.loads(line)) for line in log.read_text().splitlines()]
+
+    def at(key, states):
+        return sum((t.params["x"], t.params["y"]) == key for t in trials if t.state in states)
+
     for t in study.trials(["complete"]):
         key = (t.params["x"], t.params["y"])
         matches = [e for e in evaluations if e[:2] == key]
-        # Evaluated exactly once, and the recorded value is that evaluation's value.
-        assert len(matches) == 1 and matches[0][2] == t.outcomes["y"]
+        # The recorded value is that evaluation's value, and no complete trial was
+        # evaluated twice. An abandoned trial may have been evaluated before its kill;
+        # its value was lost, so the acquisition may propose the same point again (a
+        # box corner, say), which makes one more evaluation at that point legitimate.
+        assert matches and all(e[2] == t.outcomes["y"] for e in matches)
+        assert len(matches) <= at(key, ("complete",)) + at(key, ("abandoned",))
     assert len(evaluations) >= counts["complete"]
