@@ -51,6 +51,13 @@ _FULL = {
     "hartmann6-50": ("hartmann6-50", 0.0, 20, 100),
     "branincurrin": ("branincurrin", 0.0, 5, 50),
 }
+# The 50-d problems with 20 + 30 evaluations, shared by the highdim* plans (same study files).
+_HIGHDIM: dict[str, Any] = {
+    "problems": {"hartmann6-50": ("hartmann6-50", 0.0, 20, 50),
+                 "ackley50": ("ackley50", 0.0, 20, 50)},
+    "num_seeds": 5, "surrogate_options": SMALL,
+    "acquisition_options": {**_ACQ_SMALL, "raw_samples": 128},
+}  # fmt: skip
 #: Named sizes: problems, seeds, surrogate options, acquisition options.
 PLANS: dict[str, dict[str, Any]] = {
     "quick": {"problems": {"branin": ("branin", 0.0, 5, 8)}, "num_seeds": 2,
@@ -71,26 +78,16 @@ PLANS: dict[str, dict[str, Any]] = {
                "acquisition_options": _ACQ_SMALL, "skip": ("saas",), "late": ("bnn-hmc",)},
     # High-dimensional evidence within about an hour on 2 shared cores: the cheap
     # surrogates only (bnn-hmc's and saas's per-iteration costs in 50-d are in the docs).
-    "highdim": {"problems": {"ackley50": ("ackley50", 0.0, 20, 50),
-                             "hartmann6-50": ("hartmann6-50", 0.0, 20, 50)},
-                "num_seeds": 5, "surrogate_options": SMALL,
-                "acquisition_options": {**_ACQ_SMALL, "raw_samples": 128},
+    "highdim": {**_HIGHDIM,
+                "problems": {k: _HIGHDIM["problems"][k] for k in ("ackley50", "hartmann6-50")},
                 "methods": ("gp", "ibnn", "ensemble", "stp", "dkl", "bnn-vi"),
                 "late": ("ensemble", "stp", "dkl", "bnn-vi")},
     # saas in 50-d (about 16 s per iteration), with the GP, ibnn and Sobol rerun on the
     # same seeds and designs for paired differences; same store layout as highdim.
-    "highdim-saas": {"problems": {"hartmann6-50": ("hartmann6-50", 0.0, 20, 50),
-                                  "ackley50": ("ackley50", 0.0, 20, 50)},
-                     "num_seeds": 5, "surrogate_options": SMALL,
-                     "acquisition_options": {**_ACQ_SMALL, "raw_samples": 128},
-                     "methods": ("gp", "saas", "ibnn"), "late": ("ibnn",)},
+    "highdim-saas": {**_HIGHDIM, "methods": ("gp", "saas", "ibnn"), "late": ("ibnn",)},
     # bnn-hmc in 50-d (about 5 s per iteration), on the highdim-saas stores: the
     # GP, saas, ibnn and Sobol studies there are only read, for paired differences.
-    "highdim-hmc": {"problems": {"hartmann6-50": ("hartmann6-50", 0.0, 20, 50),
-                                 "ackley50": ("ackley50", 0.0, 20, 50)},
-                    "num_seeds": 5, "surrogate_options": SMALL,
-                    "acquisition_options": {**_ACQ_SMALL, "raw_samples": 128},
-                    "methods": ("gp", "saas", "bnn-hmc", "ibnn"), "late": ("bnn-hmc",)},
+    "highdim-hmc": {**_HIGHDIM, "methods": ("gp", "saas", "bnn-hmc", "ibnn"), "late": ("bnn-hmc",)},
     # The full plan's budgets (50 or 100 evaluations) at the SMALL sizes on the
     # low-dimensional problems: do the network surrogates (HMC above all) catch up
     # when the budget is long enough?
