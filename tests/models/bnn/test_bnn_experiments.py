@@ -144,6 +144,8 @@ def test_full_budget_plan_shares_the_full_plans_studies():
     plan, full = PLANS["full-budget"], PLANS["full"]
     # Same problem specs as the full plan: its seeds get the same Sobol designs.
     assert plan["problems"] == {k: full["problems"][k] for k in plan["problems"]}
+    # Every low-dimensional problem of the full plan (the 50-d ones have their own plans).
+    assert set(plan["problems"]) == set(full["problems"]) - {"ackley50", "hartmann6-50"}
     assert plan["num_seeds"] == full["num_seeds"]
     assert _methods(2, plan)[-1] == "sobol" and "saas" not in _methods(2, plan)
     jobs = _jobs(_methods(1, plan), {**plan, "num_seeds": 2})
