@@ -91,8 +91,7 @@ PLANS: dict[str, dict[str, Any]] = {
     # The full plan's budgets (50 or 100 evaluations) at the SMALL sizes on the
     # low-dimensional problems: do the network surrogates (HMC above all) catch up
     # when the budget is long enough?
-    "full-budget": {"problems": {k: _FULL[k] for k in ("hartmann6", "branin", "branincurrin",
-                                                       "hartmann6-noisy", "ackley10")},
+    "full-budget": {"problems": {k: v for k, v in _FULL.items() if k not in _HIGHDIM["problems"]},
                     "num_seeds": 5, "surrogate_options": SMALL,
                     "acquisition_options": _ACQ_SMALL, "late": ("saas",)},
     "full": {"problems": _FULL, "num_seeds": 5, "surrogate_options": {},
