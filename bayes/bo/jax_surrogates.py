@@ -19,7 +19,9 @@ or ``bayes optimize --surrogate NAME --surrogate-option KEY=VALUE``):
 =============  ==============================================================
 
 All inputs arrive in the unit cube and are mapped to ``[-1, 1]^d``; outputs
-are standardized per column. The JAX code lives in :mod:`bayes.models.bnn`;
+are standardized per column. The three network surrogates also take the
+fields of :class:`bayes.models.bnn.BNNPrior` as options (``weight_scale=2``
+gives a prior over rougher functions). The JAX code lives in :mod:`bayes.models.bnn`;
 the BoTorch wrappers in :mod:`bayes.bo.jax_models`.
 """
 
@@ -54,6 +56,57 @@ def _prepare(train_X: Tensor, train_Y: Tensor):
     return x, pad_data(2 * x - 1, z), mean, std
 
 
+_PRIOR_FIELDS = ("weight_scale", "input_scale", "bias_scale", "log_noise_loc", "log_noise_scale")
+
+
+def _prior_options(name: str, options: dict[str, Any]) -> dict[str, float]:
+    unknown = sorted(set(options) - set(_PRIOR_FIELDS))
+    if unknown:
+        raise TypeError(
+            f"{name}: unknown option(s) {', '.join(unknown)}; prior options are "
+            f"{', '.join(_PRIOR_FIELDS)}"
+        )
+    out = {}
+    for key, value in options.items():
+        value = float(value)
+        if not np.isfinite(value) or (key != "log_noise_loc" and value <= 0):
+            raise ValueError(f"{name}: {key} must be a positive finite number, got {value}")
+        out[key] = value
+    return out
+
+
+# Above this posterior noise s.d. (standardized outputs) the fitted functions
+# explain less than 75% of the output variance.
+_NOISE_WARN = 0.5
+
+
+def _warn_if_noise_dominates(log_noise: np.ndarray, n: int, prior_options: dict) -> None:
+    """Warn when the NUTS posterior explains the data mostly as noise.
+
+    With few observations a smooth network prior can make "everything is
+    noise" the more probable explanation (the weights are then free to roam
+    the prior's volume); the surrogate then barely follows the data and the
+    acquisition searches almost at random.
+    """
+    import warnings
+
+    from bayes.bo.surrogates import SurrogateFitWarning
+
+    noise = float(np.median(np.exp(log_noise)))
+    if noise > _NOISE_WARN:
+        weight_scale = prior_options.get("weight_scale", 1.0)
+        warnings.warn(
+            f"bnn-hmc: the posterior attributes most of the output variance to noise "
+            f"(median noise s.d. {noise:.2f} of the standardized outputs, {n} observations), "
+            f"so the surrogate barely follows the data. If the objective is not that noisy, "
+            f"the network prior is too smooth for it: raise weight_scale (now {weight_scale:g}, "
+            f"e.g. surrogate option weight_scale={2 * weight_scale:g}) or tighten the noise "
+            f"prior (log_noise_scale).",
+            SurrogateFitWarning,
+            stacklevel=3,
+        )
+
+
 def _seed() -> int:
     import torch
 
@@ -62,10 +115,22 @@ def _seed() -> int:
 
 
 class _NetworkSurrogate:
-    """Common options of the network surrogates."""
+    """Common options of the network surrogates.
 
-    def __init__(self, width: int = 50, depth: int = 2, activation: str = "tanh"):
+    ``prior_options`` are fields of :class:`bayes.models.bnn.BNNPrior`
+    (``weight_scale``, ``input_scale``, ``bias_scale``, ``log_noise_loc``,
+    ``log_noise_scale``); the others keep their defaults.
+    """
+
+    def __init__(self, width: int = 50, depth: int = 2, activation: str = "tanh",
+                 **prior_options: float):  # fmt: skip
         self.width, self.depth, self.activation = int(width), int(depth), str(activation)
+        self.prior_options = _prior_options(self.name, prior_options)
+
+    def _prior(self):
+        from bayes.models.bnn import BNNPrior
+
+        return BNNPrior(**self.prior_options)
 
     def _config(self, d: int, m: int):
         from bayes.models.bnn import MLPConfig
@@ -90,17 +155,23 @@ class BNNHMCSurrogate(_NetworkSurrogate):
         thinning: Keep every ``thinning``-th draw (``S = num_chains * num_samples / thinning``).
         max_tree_depth: NUTS maximum tree depth.
         map_steps: Adam steps of the MAP initialization of a cold start.
+        **prior_options: :class:`~bayes.models.bnn.BNNPrior` fields. A
+            :class:`~bayes.bo.surrogates.SurrogateFitWarning` is raised when the
+            posterior's median noise s.d. exceeds 0.5 of the standardized outputs:
+            with few observations and a prior too smooth for the objective, "all
+            noise" can be the more probable explanation (a larger ``weight_scale``
+            helps there).
     """
 
     name = "bnn-hmc"
-    # Last fit per (network, chains) in this process: the warm start of the next round.
+    # Last fit per (network, chains, prior) in this process: the warm start of the next round.
     _previous: ClassVar[dict[Any, tuple[np.ndarray, Any]]] = {}
 
     def __init__(self, width: int = 50, depth: int = 2, activation: str = "tanh",
                  num_chains: int = 4, num_warmup: int = 500, warm_num_warmup: int = 200,
                  num_samples: int = 100, thinning: int = 4, max_tree_depth: int = 8,
-                 map_steps: int = 1000):  # fmt: skip
-        super().__init__(width, depth, activation)
+                 map_steps: int = 1000, **prior_options: float):  # fmt: skip
+        super().__init__(width, depth, activation, **prior_options)
         self.num_chains, self.num_warmup = int(num_chains), int(num_warmup)
         self.warm_num_warmup, self.num_samples = int(warm_num_warmup), int(num_samples)
         self.thinning, self.max_tree_depth = int(thinning), int(max_tree_depth)
@@ -115,7 +186,8 @@ class BNNHMCSurrogate(_NetworkSurrogate):
 
         x, data, mean, std = _prepare(train_X, train_Y)
         config = self._config(x.shape[1], data.y.shape[1])
-        key = (config, self.num_chains)
+        prior = self._prior()
+        key = (config, self.num_chains, prior)
         init, num_warmup = None, self.num_warmup
         prev = self._previous.get(key)
         if (
@@ -129,8 +201,10 @@ class BNNHMCSurrogate(_NetworkSurrogate):
                 config, data, seed=_seed(), num_chains=self.num_chains, num_warmup=num_warmup,
                 num_samples=self.num_samples, thinning=self.thinning,
                 max_tree_depth=self.max_tree_depth, init=init, map_steps=self.map_steps,
+                prior=prior,
             )  # fmt: skip
             self._previous[key] = (x, last_draws(draws, self.num_chains))
+        _warn_if_noise_dominates(np.asarray(draws.log_noise), len(x), self.prior_options)
         return self._model(config, draws, mean, std)
 
 
@@ -142,14 +216,16 @@ class BNNVISurrogate(_NetworkSurrogate):
         num_draws: Ensemble members drawn from the fitted guide.
         num_steps: Adam steps.
         kl_weight: ``beta`` of ``E_q[log lik] - beta KL``; 1 is the plain ELBO.
+        learning_rate: Adam learning rate.
+        **prior_options: :class:`~bayes.models.bnn.BNNPrior` fields.
     """
 
     name = "bnn-vi"
 
     def __init__(self, width: int = 50, depth: int = 2, activation: str = "tanh",
                  num_draws: int = 64, num_steps: int = 2000, kl_weight: float = 0.1,
-                 learning_rate: float = 0.01):  # fmt: skip
-        super().__init__(width, depth, activation)
+                 learning_rate: float = 0.01, **prior_options: float):  # fmt: skip
+        super().__init__(width, depth, activation, **prior_options)
         self.num_draws, self.num_steps = int(num_draws), int(num_steps)
         self.kl_weight, self.learning_rate = float(kl_weight), float(learning_rate)
         if not 0 < self.kl_weight <= 1:
@@ -166,7 +242,7 @@ class BNNVISurrogate(_NetworkSurrogate):
             draws, _ = fit_meanfield(
                 config, data, rng_key=jax.random.key(_seed()), num_draws=self.num_draws,
                 num_steps=self.num_steps, kl_weight=self.kl_weight,
-                learning_rate=self.learning_rate,
+                learning_rate=self.learning_rate, prior=self._prior(),
             )  # fmt: skip
         if not np.isfinite(np.asarray(draws.w)).all():
             raise RuntimeError(
@@ -184,14 +260,15 @@ class EnsembleSurrogate(_NetworkSurrogate):
         num_members: Ensemble size.
         num_steps: Adam steps per member.
         learning_rate: Adam learning rate.
+        **prior_options: :class:`~bayes.models.bnn.BNNPrior` fields (the MAP objective's prior).
     """
 
     name = "ensemble"
 
     def __init__(self, width: int = 50, depth: int = 2, activation: str = "tanh",
                  num_members: int = 8, num_steps: int = 1000,
-                 learning_rate: float = 0.01):  # fmt: skip
-        super().__init__(width, depth, activation)
+                 learning_rate: float = 0.01, **prior_options: float):  # fmt: skip
+        super().__init__(width, depth, activation, **prior_options)
         self.num_members, self.num_steps = int(num_members), int(num_steps)
         self.learning_rate = float(learning_rate)
 
@@ -206,6 +283,7 @@ class EnsembleSurrogate(_NetworkSurrogate):
             draws = train_ensemble(
                 config, data, rng_key=jax.random.key(_seed()), num_members=self.num_members,
                 num_steps=self.num_steps, learning_rate=self.learning_rate,
+                prior=self._prior(),
             )  # fmt: skip
         return self._model(config, draws, mean, std)
 

@@ -44,7 +44,7 @@ __all__ = [
 
 
 class SurrogateFitWarning(UserWarning):
-    """Fitting a surrogate's hyperparameters failed; a fallback is used."""
+    """A surrogate fit failed (a fallback is used) or is doubtful (the message says why)."""
 
 
 @runtime_checkable

@@ -193,10 +193,58 @@ def test_bnn_hmc_next_round_is_warm_and_compiles_nothing(fitted):
     compiled = len(sampling._COMPILED)
     X2 = torch.cat([X, torch.tensor([[0.3]], dtype=torch.float64)])
     surrogate = make_surrogate("bnn-hmc", **SMALL["bnn-hmc"])
-    key = (surrogate._config(1, 1), surrogate.num_chains)
+    key = (surrogate._config(1, 1), surrogate.num_chains, surrogate._prior())
     previous = BNNHMCSurrogate._previous[key][1]
     model = surrogate.fit(X2, truth(X2))
     assert len(sampling._COMPILED) == compiled
     mean, _ = _mean_sd(model, X2[-1:])
     assert abs(float(mean[0]) - float(truth(X2[-1:]))) < 0.15
     assert BNNHMCSurrogate._previous[key][1] is not previous
+
+
+def test_network_surrogates_take_prior_options():
+    from bayes.models.bnn import BNNPrior
+
+    surrogate = make_surrogate("bnn-hmc", weight_scale=2, log_noise_scale=0.5)
+    assert surrogate._prior() == BNNPrior(weight_scale=2.0, log_noise_scale=0.5)
+    for name in ("bnn-vi", "ensemble"):
+        assert make_surrogate(name, input_scale=1.5)._prior().input_scale == 1.5
+    with pytest.raises(ValueError, match=r"unknown option\(s\) weight_scal; prior options are"):
+        make_surrogate("ensemble", weight_scal=2.0)
+    with pytest.raises(ValueError, match="weight_scale must be a positive finite number"):
+        make_surrogate("bnn-hmc", weight_scale=0)
+
+
+def test_bnn_hmc_warns_when_the_posterior_explains_the_data_as_noise():
+    """20 Sobol points of Branin: the default prior's posterior calls them noise.
+
+    Branin's values are skewed (0.4 to 300); with the fan-in scaled prior at
+    ``weight_scale=1`` the tanh network's functions are too smooth for 20 such
+    points, and NUTS leaves the MAP fit for a high-noise region, where the
+    surrogate barely follows the data. A larger weight scale keeps the fit.
+    """
+    import warnings
+
+    from botorch.test_functions import Branin
+
+    from bayes.bo.surrogates import SurrogateFitWarning
+
+    X = torch.quasirandom.SobolEngine(2, scramble=True, seed=0).draw(20).double()
+    lo, hi = Branin().bounds
+    Y = -Branin()(lo + (hi - lo) * X).unsqueeze(-1)
+    relative_rmse = {}
+    for weight_scale in (1.0, 2.0):
+        torch.manual_seed(1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            surrogate = make_surrogate("bnn-hmc", **SMALL["bnn-hmc"], weight_scale=weight_scale)
+            model = surrogate.fit(X, Y)
+        noisy = [w for w in caught if issubclass(w.category, SurrogateFitWarning)]
+        assert bool(noisy) == (weight_scale == 1.0), [str(w.message) for w in noisy]
+        if noisy:
+            assert "20 observations" in str(noisy[0].message)
+            assert "weight_scale=2" in str(noisy[0].message)
+        with torch.no_grad():
+            mean = model.posterior(X).mean.reshape(-1)
+        relative_rmse[weight_scale] = float((mean - Y.reshape(-1)).pow(2).mean().sqrt() / Y.std())
+    assert relative_rmse[1.0] > 0.5 > relative_rmse[2.0], relative_rmse
