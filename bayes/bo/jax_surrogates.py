@@ -80,7 +80,7 @@ def _prior_options(name: str, options: dict[str, Any]) -> dict[str, float]:
 _NOISE_WARN = 0.5
 
 
-def _warn_if_noise_dominates(log_noise: np.ndarray, n: int, prior_options: dict) -> None:
+def _warn_if_noise_dominates(noise_sd: np.ndarray, n: int, prior_options: dict) -> None:
     """Warn when the NUTS posterior explains the data mostly as noise.
 
     With few observations a smooth network prior can make "everything is
@@ -92,7 +92,7 @@ def _warn_if_noise_dominates(log_noise: np.ndarray, n: int, prior_options: dict)
 
     from bayes.bo.surrogates import SurrogateFitWarning
 
-    noise = float(np.median(np.exp(log_noise)))
+    noise = float(np.max(noise_sd))
     if noise > _NOISE_WARN:
         weight_scale = prior_options.get("weight_scale", 1.0)
         warnings.warn(
@@ -161,6 +161,10 @@ class BNNHMCSurrogate(_NetworkSurrogate):
             with few observations and a prior too smooth for the objective, "all
             noise" can be the more probable explanation (a larger ``weight_scale``
             helps there).
+
+    Attributes:
+        noise_sd: After :meth:`fit`, the posterior median of the noise s.d. per
+            output, in units of the standardized outputs, shape ``(m,)``.
     """
 
     name = "bnn-hmc"
@@ -176,6 +180,7 @@ class BNNHMCSurrogate(_NetworkSurrogate):
         self.warm_num_warmup, self.num_samples = int(warm_num_warmup), int(num_samples)
         self.thinning, self.max_tree_depth = int(thinning), int(max_tree_depth)
         self.map_steps = int(map_steps)
+        self.noise_sd: np.ndarray | None = None
         if min(self.num_chains, self.num_samples, self.thinning) < 1:
             raise ValueError("num_chains, num_samples and thinning must be >= 1")
 
@@ -204,7 +209,8 @@ class BNNHMCSurrogate(_NetworkSurrogate):
                 prior=prior,
             )  # fmt: skip
             self._previous[key] = (x, last_draws(draws, self.num_chains))
-        _warn_if_noise_dominates(np.asarray(draws.log_noise), len(x), self.prior_options)
+        self.noise_sd = np.median(np.exp(np.asarray(draws.log_noise)), axis=0)
+        _warn_if_noise_dominates(self.noise_sd, len(x), self.prior_options)
         return self._model(config, draws, mean, std)
 
 

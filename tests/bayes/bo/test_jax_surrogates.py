@@ -241,6 +241,8 @@ def test_bnn_hmc_warns_when_the_posterior_explains_the_data_as_noise():
             model = surrogate.fit(X, Y)
         noisy = [w for w in caught if issubclass(w.category, SurrogateFitWarning)]
         assert bool(noisy) == (weight_scale == 1.0), [str(w.message) for w in noisy]
+        assert surrogate.noise_sd.shape == (1,)
+        assert (surrogate.noise_sd[0] > 0.5) == (weight_scale == 1.0), surrogate.noise_sd
         if noisy:
             assert "20 observations" in str(noisy[0].message)
             assert "weight_scale=2" in str(noisy[0].message)
