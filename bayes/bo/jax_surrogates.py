@@ -56,15 +56,14 @@ def _prepare(train_X: Tensor, train_Y: Tensor):
     return x, pad_data(2 * x - 1, z), mean, std
 
 
-_PRIOR_FIELDS = ("weight_scale", "input_scale", "bias_scale", "log_noise_loc", "log_noise_scale")
-
-
 def _prior_options(name: str, options: dict[str, Any]) -> dict[str, float]:
-    unknown = sorted(set(options) - set(_PRIOR_FIELDS))
+    from bayes.models.bnn import BNNPrior
+
+    unknown = sorted(set(options) - set(BNNPrior._fields))
     if unknown:
         raise TypeError(
             f"{name}: unknown option(s) {', '.join(unknown)}; prior options are "
-            f"{', '.join(_PRIOR_FIELDS)}"
+            f"{', '.join(BNNPrior._fields)}"
         )
     out = {}
     for key, value in options.items():
