@@ -40,7 +40,7 @@ def split_data(data: Mapping[str, Any] | None) -> tuple[tuple[tuple[str, Any], .
 
     Returns:
         ``(static, dynamic)``: a sorted tuple of ``(name, value)`` pairs and a
-        dict of JAX arrays.
+            dict of JAX arrays.
     """
     static, dynamic = [], {}
     for name, value in (data or {}).items():

@@ -34,7 +34,7 @@ def torch_to_jax(tensor: Any) -> Any:
 
     Returns:
         A ``jax.Array`` of the same shape with dtype float64 (computed under
-        ``jax.enable_x64``; callers keep using it inside that context).
+            ``jax.enable_x64``; callers keep using it inside that context).
 
     Raises:
         TypeError: If the input is complex or not numeric.

@@ -45,8 +45,8 @@ def summary_json(idata: Any) -> dict[str, Any]:
 
     Returns:
         ``{"parameters": {"theta[0]": {"mean", "sd", "mcse_mean", "ess_bulk",
-        "ess_tail", "r_hat"}, ...}, "divergences": n, "timings": {...}}``;
-        non-finite numbers become ``None``.
+            "ess_tail", "r_hat"}, ...}, "divergences": n, "timings": {...}}``;
+            non-finite numbers become ``None``.
     """
     table = summary(idata)
     params = {}

@@ -406,7 +406,7 @@ def run_experiment(
 
     Returns:
         The content written to ``out/results.json``; its ``jobs`` entry counts the
-        cached jobs (``total``) and those read back (``reused``).
+            cached jobs (``total``) and those read back (``reused``).
 
     Raises:
         ExperimentError: Unknown name or unwritable output folder.

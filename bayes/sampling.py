@@ -27,7 +27,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import arviz as az
 
 __all__ = [
     "AUTO_DENSE_MAX_DIMENSIONS",
@@ -445,7 +448,7 @@ def sample(
     progress: bool = True,
     checkpoint: str | os.PathLike[str] | None = None,
     **options: Any,
-):
+) -> az.InferenceData:
     """Sample the posterior of a NumPyro model (or a log-density) into ``InferenceData``.
 
     Args:
@@ -475,13 +478,13 @@ def sample(
 
     Returns:
         ``arviz.InferenceData`` with groups ``posterior`` (constrained values
-        named as the sample and deterministic sites, shape ``(num_chains,
-        num_samples, ...)``), ``sample_stats`` (``diverging``, ``energy``,
-        ``tree_depth``, ``n_steps``, ``acceptance_rate``, ``step_size``, ``lp``),
-        ``log_likelihood`` and ``observed_data`` (NumPyro models). ``attrs``
-        hold the method, settings, versions, ``compile_s``, ``warmup_s``,
-        ``sampling_s``, ``partial`` (1 after Ctrl-C) and
-        ``mass_matrix`` (JSON list: ``"dense"`` or ``"diagonal"`` per chain).
+            named as the sample and deterministic sites, shape ``(num_chains,
+            num_samples, ...)``), ``sample_stats`` (``diverging``, ``energy``,
+            ``tree_depth``, ``n_steps``, ``acceptance_rate``, ``step_size``, ``lp``),
+            ``log_likelihood`` and ``observed_data`` (NumPyro models). ``attrs``
+            hold the method, settings, versions, ``compile_s``, ``warmup_s``,
+            ``sampling_s``, ``partial`` (1 after Ctrl-C) and
+            ``mass_matrix`` (JSON list: ``"dense"`` or ``"diagonal"`` per chain).
 
     Raises:
         ValueError: Unknown method or option, bad sizes, data that do not fit

@@ -122,8 +122,8 @@ def tempered_smc(
 
     Returns:
         One dict per chain with ``particles`` (equally weighted, after a final
-        resampling), ``log_evidence``, ``temperatures`` and
-        ``acceptance_rates`` per step.
+            resampling), ``log_evidence``, ``temperatures`` and
+            ``acceptance_rates`` per step.
     """
     import blackjax
     import jax
@@ -309,9 +309,9 @@ def sample_smc(
 
     Returns:
         ``InferenceData`` with ``posterior`` ``(num_chains, num_samples, ...)``,
-        ``log_likelihood`` and ``observed_data`` (NumPyro models); ``attrs`` hold
-        ``log_evidence`` (mean over chains of the log evidence estimates),
-        ``log_evidence_per_chain``, ``num_tempering_steps`` and timings.
+            ``log_likelihood`` and ``observed_data`` (NumPyro models); ``attrs`` hold
+            ``log_evidence`` (mean over chains of the log evidence estimates),
+            ``log_evidence_per_chain``, ``num_tempering_steps`` and timings.
 
     Raises:
         ValueError: Unknown options, bad sizes, a model without observations, or

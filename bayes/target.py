@@ -257,8 +257,8 @@ class Target:
 
         Returns:
             ``(positions, logdensity, grad)``: pytrees like ``example_position``
-            with leaves of shape ``(num_chains, ...)``, and log-densities of
-            shape ``(num_chains,)``.
+                with leaves of shape ``(num_chains, ...)``, and log-densities of
+                shape ``(num_chains,)``.
 
         Raises:
             InitializationError: Some chain found no finite point.
@@ -304,7 +304,7 @@ class Target:
 
         Returns:
             ``(constrained, log_likelihood)``: dicts of arrays with leading
-            ``(num_chains, num_draws)`` axes.
+                ``(num_chains, num_draws)`` axes.
         """
         constrained, log_lik, observed = _postprocess(
             self.spec, self.data, positions, self.observed_names

@@ -18,9 +18,12 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import arviz as az
 
 __all__ = ["NonFiniteError", "VIResult", "fit", "khat_verdict", "sample_vi"]
 
@@ -115,7 +118,9 @@ class VIResult:
             k_hat = float(_psislw(log_w))
         return k_hat, khat_verdict(k_hat)
 
-    def to_inference_data(self, num_chains: int = 1, num_samples: int = 1000, *, seed: int = 0):
+    def to_inference_data(
+        self, num_chains: int = 1, num_samples: int = 1000, *, seed: int = 0
+    ) -> az.InferenceData:
         """Guide draws as ``arviz.InferenceData`` (``posterior`` with latent and
         deterministic sites, ``log_likelihood``, ``observed_data``), shapes
         ``(num_chains, num_samples, ...)``, with the PSIS diagnostic in ``attrs``
@@ -380,7 +385,7 @@ def sample_vi(
     seed: int = 0,
     progress: bool = True,
     **options: Any,
-):
+) -> az.InferenceData:
     """``bayes.sample(..., method="vi")``: fit a guide and return its draws.
 
     Args:

@@ -127,11 +127,11 @@ def build_step(
     Returns:
         ``(init, step)``:
 
-        - ``init(kernel_state, initial_step_size=1.0) -> ChainState`` from a
-          BlackJAX ``HMCState`` (window adaptation initialised; for ChEES
-          build the state yourself);
-        - ``step(rng_key, state, logdensity_fn, t, num_warmup, stage, window_end)
-          -> (ChainState, StepInfo)``.
+            - ``init(kernel_state, initial_step_size=1.0) -> ChainState`` from a
+              BlackJAX ``HMCState`` (window adaptation initialised; for ChEES
+              build the state yourself);
+            - ``step(rng_key, state, logdensity_fn, t, num_warmup, stage, window_end)
+              -> (ChainState, StepInfo)``.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
@@ -235,7 +235,7 @@ def run_chunk(
 
     Returns:
         ``(states, info)``: the new states and a :class:`StepInfo` with leaves of
-        shape ``(num_steps, num_chains, ...)``.
+            shape ``(num_steps, num_chains, ...)``.
     """
     num_chains = jax.tree.leaves(states)[0].shape[0]
     num_total, offset = num_chains, 0

@@ -150,16 +150,16 @@ def chees_adaptation(
     Returns:
         ``(init, step, final)``:
 
-        - ``init(positions, inverse_mass_matrices, step_sizes) -> CheesWarmupState``:
-          positions with leaves ``(num_chains, ...)``; each chain's inverse mass
-          matrix ``(num_chains, d)`` or ``(num_chains, d, d)`` and step size
-          ``(num_chains,)`` from a previous adaptation (ones for none), which
-          build the preconditioner (see the module docstring);
-        - ``step(state, rng_key, i) -> (CheesWarmupState, CheesWarmupInfo)``:
-          step ``i`` (``0 .. num_steps - 1``) with its key, the ``i``-th of
-          ``jax.random.split(phase_key, num_steps)``;
-        - ``final(state) -> ChainState``: kernels in the original coordinates
-          and the fixed :class:`Tuning`, the same for every chain.
+            - ``init(positions, inverse_mass_matrices, step_sizes) -> CheesWarmupState``:
+              positions with leaves ``(num_chains, ...)``; each chain's inverse mass
+              matrix ``(num_chains, d)`` or ``(num_chains, d, d)`` and step size
+              ``(num_chains,)`` from a previous adaptation (ones for none), which
+              build the preconditioner (see the module docstring);
+            - ``step(state, rng_key, i) -> (CheesWarmupState, CheesWarmupInfo)``:
+              step ``i`` (``0 .. num_steps - 1``) with its key, the ``i``-th of
+              ``jax.random.split(phase_key, num_steps)``;
+            - ``final(state) -> ChainState``: kernels in the original coordinates
+              and the fixed :class:`Tuning`, the same for every chain.
     """
     optim = optax.adam(learning_rate)
     max_bits = np.ceil(np.log2(num_steps + max_sampling_steps))
@@ -335,11 +335,11 @@ def chees_warmup(
         learning_rate: Adam learning rate of the log trajectory length.
 
     Returns:
-        :class:`~bayes.inference.mcmc.chains.ChainState` with leaves
-        ``(num_chains, ...)``: ``DynamicHMCState`` kernels in the original
-        coordinates and :class:`~bayes.inference.mcmc.chains.Tuning` (step
-        size, inverse mass matrix ``(d,)`` or ``(d, d)``, mean leapfrog
-        steps), the same for every chain.
+        The adapted :class:`~bayes.inference.mcmc.chains.ChainState` with leaves
+            ``(num_chains, ...)``: ``DynamicHMCState`` kernels in the original
+            coordinates and :class:`~bayes.inference.mcmc.chains.Tuning` (step
+            size, inverse mass matrix ``(d,)`` or ``(d, d)``, mean leapfrog
+            steps), the same for every chain.
     """
     init, step, final = chees_adaptation(
         logdensity_fn, jax.tree.map(lambda x: x[0], positions), num_steps=num_steps,

@@ -32,13 +32,16 @@ expected to halve it), and replaced by its diagonal otherwise.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
 from blackjax.adaptation.step_size import dual_averaging_adaptation
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["WindowAdaptationState", "prefer_dense", "schedule", "window_adaptation"]
 
@@ -69,8 +72,8 @@ def schedule(num_warmup: int) -> tuple[np.ndarray, np.ndarray]:
 
     Returns:
         ``(stage, window_end)``, each of shape ``(num_warmup,)``: stage 0 is a
-        fast (step size only) step, 1 a slow one; ``window_end`` marks the last
-        step of each slow window.
+            fast (step size only) step, 1 a slow one; ``window_end`` marks the last
+            step of each slow window.
 
     The windows are those of BlackJAX's ``build_schedule`` (initial fast
     buffer 75, first slow window 25, final fast buffer 50, shrunk for short
@@ -109,7 +112,7 @@ def prefer_dense(
 
     Returns:
         Boolean scalar: :math:`\\kappa(R) > c\\,\\kappa_{MP}` with :math:`R` the
-        correlation matrix of ``covariance`` (false whenever ``num_draws <= d``).
+            correlation matrix of ``covariance`` (false whenever ``num_draws <= d``).
     """
     d = covariance.shape[-1]
     sd = jnp.sqrt(jnp.diagonal(covariance))
@@ -125,7 +128,7 @@ def window_adaptation(
     is_mass_matrix_diagonal: bool = True,
     target_acceptance_rate: float = 0.8,
     select_dense: bool = False,
-):
+) -> tuple[Callable, Callable, Callable]:
     """Per-step window adaptation built from BlackJAX's pieces.
 
     Args:
@@ -140,10 +143,10 @@ def window_adaptation(
     Returns:
         ``(init, update, final)``:
 
-        - ``init(num_dimensions, initial_step_size) -> WindowAdaptationState``
-        - ``update(state, stage, window_end, position, acceptance_rate) -> state``
-          (``stage`` and ``window_end`` from :func:`schedule`; jit/vmap safe)
-        - ``final(state) -> state`` with the sampling step size and mass matrix in force.
+            - ``init(num_dimensions, initial_step_size) -> WindowAdaptationState``
+            - ``update(state, stage, window_end, position, acceptance_rate) -> state``
+              (``stage`` and ``window_end`` from :func:`schedule`; jit/vmap safe)
+            - ``final(state) -> state`` with the sampling step size and mass matrix in force.
     """
     if select_dense and is_mass_matrix_diagonal:
         raise ValueError("select_dense chooses between dense and diagonal: it needs a dense matrix")

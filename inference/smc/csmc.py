@@ -207,7 +207,10 @@ def run_ppg(
     """Parisian particle Gibbs estimate of a smoothed additive functional.
 
     Args:
-        model, theta, observations, additive_fn: As in :func:`csmc_sweep`.
+        model: The state-space model, as in :func:`csmc_sweep`.
+        theta: Parameters (pytree), as in :func:`csmc_sweep`.
+        observations: Shape ``(T, *obs_shape)``, as in :func:`csmc_sweep`.
+        additive_fn: :math:`h_t(x_{t-1}, x_t, t)`, as in :func:`csmc_sweep`.
         rng_key: PRNG key.
         num_particles: ``N >= 2``.
         num_backward: ``K >= 1``.
@@ -222,8 +225,8 @@ def run_ppg(
         num_mcmc_steps: MH steps per backward draw for ``backward="mcmc"``.
 
     Returns:
-        A :class:`PPGOutput`; ``estimate`` is
-        :math:`(k - k_0)^{-1} \\sum_{\\ell = k_0 + 1}^{k} \\hat H_\\ell`.
+        The run as a :class:`PPGOutput`; ``estimate`` is
+            :math:`(k - k_0)^{-1} \\sum_{\\ell = k_0 + 1}^{k} \\hat H_\\ell`.
     """
     validate(num_particles, num_backward, backward, model)
     check_positive("num_mcmc_steps", num_mcmc_steps, 1)

@@ -53,7 +53,7 @@ def log_normalise(log_weights: Array) -> tuple[Array, Array]:
 
     Returns:
         ``(weights, log_mean)``: weights of shape ``(N,)`` summing to one and
-        :math:`\\log \\frac1N \\sum_i e^{\\ell_i}` (the likelihood increment).
+            :math:`\\log \\frac1N \\sum_i e^{\\ell_i}` (the likelihood increment).
     """
     lse = jax.nn.logsumexp(log_weights)
     return jnp.exp(log_weights - lse), lse - jnp.log(log_weights.shape[0])

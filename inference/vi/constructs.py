@@ -287,7 +287,9 @@ def log_mean_exp(log_weights: jax.Array, axis: int = 0) -> jax.Array:
     return jax.nn.logsumexp(log_weights, axis=axis) - jnp.log(k)
 
 
-def normalized_weights(log_weights: jax.Array, axis: int = 0, stop_gradient: bool = True):
+def normalized_weights(
+    log_weights: jax.Array, axis: int = 0, stop_gradient: bool = True
+) -> jax.Array:
     r"""Self-normalised importance weights :math:`\bar w_k = w_k / \sum_j w_j`.
 
     Args:

@@ -228,7 +228,7 @@ def init_params(
 
     Returns:
         ``(params, constraints)``: initial values (constrained) and the
-        constraint of each parameter.
+            constraint of each parameter.
     """
     found: dict[str, Any] = {}
     leaves, treedef = jax.tree.flatten((args, kwargs))

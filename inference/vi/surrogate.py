@@ -210,9 +210,9 @@ def expectation(program: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
 
     Returns:
         A function with the same signature returning a surrogate equal in
-        value to ``f`` (to the exact expectation over enumerated sites) whose
-        gradient is an unbiased estimate of the gradient of ``E[f]``. It may be
-        nested inside another program, e.g. averaged over data.
+            value to ``f`` (to the exact expectation over enumerated sites) whose
+            gradient is an unbiased estimate of the gradient of ``E[f]``. It may be
+            nested inside another program, e.g. averaged over data.
     """
 
     def estimated(*args, **kwargs):

@@ -200,7 +200,7 @@ def fit_gp(
 
     Returns:
         ``(params, lml)``: hyperparameters with a leading output axis ``m``
-        and the log marginal likelihood of each output at the fit, ``(m,)``.
+            and the log marginal likelihood of each output at the fit, ``(m,)``.
 
     Raises:
         ValueError: Unknown family.

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +34,9 @@ import optax
 
 from .data import PaddedData
 from .mlp import MLPConfig, apply, init_params, prior_logdensity, prior_scales
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "BNNPrior",
@@ -81,7 +84,9 @@ class WeightDraws(NamedTuple):
 
 
 @functools.cache
-def logdensity_fn(config: MLPConfig, prior: BNNPrior = DEFAULT_PRIOR):
+def logdensity_fn(
+    config: MLPConfig, prior: BNNPrior = DEFAULT_PRIOR
+) -> Callable[[dict[str, jax.Array], jax.Array, jax.Array, jax.Array], jax.Array]:
     """The joint log-density ``log p(w, log sigma, y | x)`` as ``fn(position, x, y, mask)``.
 
     Cached per ``(config, prior)``, so the same function object (and hence
@@ -89,7 +94,7 @@ def logdensity_fn(config: MLPConfig, prior: BNNPrior = DEFAULT_PRIOR):
 
     Returns:
         ``logdensity(position, x, y, mask) -> scalar`` with ``position``
-        ``{"w": (num_params,), "log_noise": (m,)}`` and data as in :class:`PaddedData`.
+            ``{"w": (num_params,), "log_noise": (m,)}`` and data as in :class:`PaddedData`.
     """
     # NumPy, not jnp: a cached closure must not capture a value made under a trace.
     scales = prior_scales(config, weight_scale=prior.weight_scale, bias_scale=prior.bias_scale,
@@ -335,7 +340,7 @@ def fit_meanfield(
 
     Returns:
         ``(draws, objective)``: ``num_draws`` draws from the fitted guide and
-        the ELBO estimate at every step, shape ``(num_steps,)``.
+            the ELBO estimate at every step, shape ``(num_steps,)``.
     """
     key_map, key_vi = jax.random.split(rng_key)
     start = train_ensemble(config, data, rng_key=key_map, num_members=1, num_steps=map_steps,

@@ -296,12 +296,18 @@ def fit_batch(
         factors: ``A_i`` of shape ``(B, m_i, n_i)`` (per problem) or
             ``(m_i, n_i)`` (shared).
         noise_var: ``None``, a scalar or shape ``(B,)``.
-        method, max_iter, tol, prune_tol, sparsity, am_sweeps, pc_modes,
-            pc_coupling: As in :func:`fit`.
+        method: As in :func:`fit`.
+        max_iter: As in :func:`fit`.
+        tol: As in :func:`fit`.
+        prune_tol: As in :func:`fit`.
+        sparsity: As in :func:`fit`.
+        am_sweeps: As in :func:`fit`.
+        pc_modes: As in :func:`fit`.
+        pc_coupling: As in :func:`fit`.
 
     Returns:
-        :class:`FitResult` with a leading axis ``B``; an empty support is
-        reported in ``support`` rather than raised.
+        The batched :class:`FitResult`, with a leading axis ``B``; an empty support
+            is reported in ``support`` rather than raised.
     """
     options = {k: v for k, v in locals().items() if k not in ("y", "factors")}
     return _dispatch(y, factors, options, batched=True)

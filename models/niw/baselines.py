@@ -189,8 +189,8 @@ def protonet(
         num_ways: Classes per task (labels ``0..num_ways-1``).
 
     Returns:
-        A :class:`~bayes.models.niw.common.MetaLearner` named ``"ProtoNet"`` whose
-        outputs are logits ``-||e(x) - c_k||^2`` of shape ``(1, N_q, num_ways)``.
+        A meta-learner (:class:`~bayes.models.niw.common.MetaLearner`) named ``"ProtoNet"``
+            whose outputs are logits ``-||e(x) - c_k||^2`` of shape ``(1, N_q, num_ways)``.
     """
     if num_ways < 2:
         raise ValueError(f"num_ways must be at least 2, got {num_ways}")

@@ -17,11 +17,14 @@ inside ``jax.lax.scan``) and return an :class:`Episode` batch.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+if TYPE_CHECKING:
+    from jax.typing import ArrayLike
 
 __all__ = [
     "DIGITS_TEST_DIGITS",
@@ -85,7 +88,7 @@ def check_episode(episode: Episode, *, batched: bool = True) -> None:
         )
 
 
-def check_task(x_support, y_support, x_query) -> None:
+def check_task(x_support: ArrayLike, y_support: ArrayLike, x_query: ArrayLike) -> None:
     """Raise ``ValueError`` naming the problem if one test task is malformed.
 
     Args:
@@ -155,7 +158,7 @@ def digits_classes(split: str) -> np.ndarray:
 
     Returns:
         ``(num_classes, 174, 64)`` float32 array in ``[0, 1]``; class ``4 d + r``
-        holds digit ``d`` rotated by ``90 r`` degrees (in order within the split).
+            holds digit ``d`` rotated by ``90 r`` degrees (in order within the split).
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +25,9 @@ from jax.scipy.stats import norm
 
 from .common import MetaLearner
 from .data import Episode, check_episode, check_task
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "LEVELS",
@@ -40,7 +43,7 @@ LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 def meta_train(
     learner: MetaLearner,
-    sample_fn,
+    sample_fn: Callable[[jax.Array], Episode],
     *,
     rng_key: jax.Array,
     num_iterations: int,
@@ -61,7 +64,7 @@ def meta_train(
 
     Returns:
         ``(state, record)`` with the per-chunk mean of the step's info and the
-        seconds per meta-iteration measured after the first (compiling) chunk.
+            seconds per meta-iteration measured after the first (compiling) chunk.
     """
     from bayes._progress import progress_bar
 
@@ -109,8 +112,8 @@ def regression_metrics(outputs: jax.Array, y: jax.Array, noise_scale: jax.Array)
 
     Returns:
         ``{"mse", "nll", "calibration_error", "coverage", "epistemic_variance"}`` (NLL
-        per query point; ``coverage`` of shape ``(len(LEVELS),)``; the last is the
-        mean variance of the draws, the predictive variance without the noise).
+            per query point; ``coverage`` of shape ``(len(LEVELS),)``; the last is the
+            mean variance of the draws, the predictive variance without the noise).
     """
     mean = jnp.mean(outputs, axis=0)
     epistemic = jnp.var(outputs, axis=0)
@@ -139,7 +142,7 @@ def classification_metrics(outputs: jax.Array, y: jax.Array) -> dict:
 
     Returns:
         ``{"accuracy", "nll", "confidence", "correct"}``; the last two per query
-        point (for the pooled expected calibration error of :func:`summarize`).
+            point (for the pooled expected calibration error of :func:`summarize`).
     """
     logp = logsumexp(jax.nn.log_softmax(outputs), axis=0) - jnp.log(outputs.shape[0])
     pred = jnp.argmax(logp, axis=-1)

@@ -19,10 +19,14 @@ e.g. far from the training inputs.
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+if TYPE_CHECKING:
+    from jax.typing import ArrayLike
 
 __all__ = [
     "class_probabilities",
@@ -32,7 +36,7 @@ __all__ = [
 ]
 
 
-def one_hot_targets(labels, num_classes: int) -> np.ndarray:
+def one_hot_targets(labels: ArrayLike, num_classes: int) -> np.ndarray:
     """Centred one-hot targets ``onehot - 1/C``, shape ``(n, C)``.
 
     Raises:
@@ -46,7 +50,14 @@ def one_hot_targets(labels, num_classes: int) -> np.ndarray:
     return np.eye(num_classes)[labels] - 1.0 / num_classes
 
 
-def inverse_gamma_scale_draws(a_n, b_n, *, rng_key, num_samples: int, num_rows: int):
+def inverse_gamma_scale_draws(
+    a_n: float | jax.Array,
+    b_n: float | jax.Array,
+    *,
+    rng_key: jax.Array,
+    num_samples: int,
+    num_rows: int,
+) -> jax.Array:
     """Draws of ``s ~ InverseGamma(a_n, b_n)``, shape ``(num_samples, num_rows)``."""
     g = jax.random.gamma(rng_key, a_n, (num_samples, num_rows))
     return b_n / g
@@ -59,7 +70,14 @@ def _probabilities(mean, unit_var, scales, rng_key, temperature):
     return jnp.mean(jax.nn.softmax(logits / temperature, axis=-1), axis=0)
 
 
-def class_probabilities(mean, unit_var, scales, *, rng_key, temperature=1.0) -> jax.Array:
+def class_probabilities(
+    mean: jax.Array,
+    unit_var: jax.Array,
+    scales: ArrayLike,
+    *,
+    rng_key: jax.Array,
+    temperature: float | jax.Array = 1.0,
+) -> jax.Array:
     """Monte Carlo class probabilities of the one-hot regression classifier.
 
     Args:
@@ -77,7 +95,7 @@ def class_probabilities(mean, unit_var, scales, *, rng_key, temperature=1.0) -> 
     return _probabilities(mean, unit_var, jnp.asarray(scales, mean.dtype), rng_key, temperature)
 
 
-def expected_calibration_error(probs, labels, num_bins: int = 10) -> float:
+def expected_calibration_error(probs: ArrayLike, labels: ArrayLike, num_bins: int = 10) -> float:
     """Expected calibration error of the top-class probability (equal-width bins)."""
     probs, labels = np.asarray(probs), np.asarray(labels)
     conf = probs.max(1)

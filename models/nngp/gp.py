@@ -24,7 +24,7 @@ Everything goes through one Cholesky factor of ``A + jitter I``
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +32,9 @@ import numpy as np
 from jax import lax
 from jax.scipy.linalg import cho_solve, solve_triangular
 from jax.scipy.special import gammaln
+
+if TYPE_CHECKING:
+    from jax.typing import ArrayLike
 
 __all__ = [
     "GPFit",
@@ -104,7 +107,7 @@ def _concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-def validate_targets(y, num_data: int | None = None) -> jax.Array:
+def validate_targets(y: ArrayLike, num_data: int | None = None) -> jax.Array:
     """Targets as a ``(n, c)`` array; a vector becomes one column.
 
     Raises:
@@ -148,7 +151,13 @@ def _factorize(k, y, noise, jitter):
     return GPFit(chol, alpha, jnp.sum(y * alpha), logdet, noise)
 
 
-def gp_fit(kernel_train, y, *, noise_variance, jitter: float = 1e-8) -> GPFit:
+def gp_fit(
+    kernel_train: ArrayLike,
+    y: ArrayLike,
+    *,
+    noise_variance: float | jax.Array,
+    jitter: float = 1e-8,
+) -> GPFit:
     """Factorize ``A = K + sigma^2 I`` once for predictions and marginal likelihoods.
 
     Args:
@@ -182,7 +191,7 @@ def gp_fit(kernel_train, y, *, noise_variance, jitter: float = 1e-8) -> GPFit:
     return fit
 
 
-def gaussian_log_marginal_likelihood(fit: GPFit, *, scale=1.0) -> jax.Array:
+def gaussian_log_marginal_likelihood(fit: GPFit, *, scale: float | jax.Array = 1.0) -> jax.Array:
     """``log N(Y; 0, s A)`` summed over outputs, shape ``()``."""
     n, c = fit.num_data, fit.num_outputs
     return -0.5 * (n * c * (_LOG_2PI + jnp.log(scale)) + c * fit.logdet + fit.quad / scale)
@@ -207,7 +216,12 @@ def _latent_core(fit, kc, kd):
 
 
 def gaussian_predict(
-    fit: GPFit, kernel_cross, kernel_test_diag, *, scale=1.0, include_noise: bool = True
+    fit: GPFit,
+    kernel_cross: ArrayLike,
+    kernel_test_diag: ArrayLike,
+    *,
+    scale: float | jax.Array = 1.0,
+    include_noise: bool = True,
 ) -> tuple[jax.Array, jax.Array]:
     """Gaussian (NNGP) posterior predictive with the scale ``s`` fixed.
 
@@ -220,7 +234,7 @@ def gaussian_predict(
 
     Returns:
         ``(mean, var)`` with shapes ``(m, c)`` and ``(m,)`` (the variance is shared by
-        the outputs).
+            the outputs).
     """
     mean, var = _latent_predict(fit, kernel_cross, kernel_test_diag)
     if include_noise:
@@ -228,7 +242,7 @@ def gaussian_predict(
     return mean, scale * var
 
 
-def gaussian_log_predictive(y_test, mean, var) -> jax.Array:
+def gaussian_log_predictive(y_test: ArrayLike, mean: jax.Array, var: jax.Array) -> jax.Array:
     """Log density of each test row under ``N(mean, var I_c)``, shape ``(m,)``."""
     return _normal_logpdf(validate_targets(y_test, mean.shape[0]), mean, var)
 
@@ -239,7 +253,9 @@ def _normal_logpdf(y, mean, var):
     return -0.5 * (y.shape[1] * (_LOG_2PI + jnp.log(var)) + r2 / var)
 
 
-def inverse_gamma_posterior(fit: GPFit, *, concentration, rate) -> tuple[jax.Array, jax.Array]:
+def inverse_gamma_posterior(
+    fit: GPFit, *, concentration: float | jax.Array, rate: float | jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """Posterior ``InverseGamma(a + nc/2, b + Q/2)`` of the scale; returns ``(a_n, b_n)``."""
     _check_positive("concentration", concentration)
     _check_positive("rate", rate)
@@ -247,7 +263,9 @@ def inverse_gamma_posterior(fit: GPFit, *, concentration, rate) -> tuple[jax.Arr
     return concentration + 0.5 * n * c, rate + 0.5 * fit.quad
 
 
-def student_t_log_marginal_likelihood(fit: GPFit, *, concentration, rate) -> jax.Array:
+def student_t_log_marginal_likelihood(
+    fit: GPFit, *, concentration: float | jax.Array, rate: float | jax.Array
+) -> jax.Array:
     """Log marginal likelihood of the inverse-gamma scale mixture, shape ``()``."""
     _check_positive("concentration", concentration)
     _check_positive("rate", rate)
@@ -270,11 +288,11 @@ def _t_lml(fit, a, b):
 
 def student_t_predict(
     fit: GPFit,
-    kernel_cross,
-    kernel_test_diag,
+    kernel_cross: ArrayLike,
+    kernel_test_diag: ArrayLike,
     *,
-    concentration,
-    rate,
+    concentration: float | jax.Array,
+    rate: float | jax.Array,
     include_noise: bool = True,
 ) -> StudentTPredictive:
     """Student-t process posterior predictive (inverse-gamma prior on the scale).
@@ -288,8 +306,8 @@ def student_t_predict(
         include_noise: Predict noisy targets rather than ``f``.
 
     Returns:
-        :class:`StudentTPredictive` with ``df = 2 a_n`` and
-        ``scale2 = (b_n / a_n) v``.
+        The predictive as a :class:`StudentTPredictive`, with ``df = 2 a_n`` and
+            ``scale2 = (b_n / a_n) v``.
     """
     a_n, b_n = inverse_gamma_posterior(fit, concentration=concentration, rate=rate)
     mean, var = _latent_predict(fit, kernel_cross, kernel_test_diag)
@@ -298,7 +316,7 @@ def student_t_predict(
     return StudentTPredictive(mean, (b_n / a_n) * var, 2 * a_n)
 
 
-def student_t_log_predictive(y_test, pred: StudentTPredictive) -> jax.Array:
+def student_t_log_predictive(y_test: ArrayLike, pred: StudentTPredictive) -> jax.Array:
     """Log density of each test row under its multivariate t predictive, shape ``(m,)``."""
     return _t_logpdf(validate_targets(y_test, pred.loc.shape[0]), pred)
 

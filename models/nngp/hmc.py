@@ -37,7 +37,7 @@ Two treatments of the readout scale ``s`` (see :mod:`~bayes.models.nngp.gp`):
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -57,6 +57,10 @@ from .gp import (
     validate_targets,
 )
 from .kernels import _check_params, kernel_diag, kernel_matrix, validate_inputs
+
+if TYPE_CHECKING:
+    import arviz as az
+    from jax.typing import ArrayLike
 
 __all__ = [
     "HYPERPARAMETERS",
@@ -150,8 +154,8 @@ def hyperparameter_logdensity(
 
     Returns:
         ``log p(Y | theta[, s]) + log p(theta) [+ log p(s) + log s]``: with ``log_scale``
-        in ``position`` the Gaussian marginal likelihood at that scale, otherwise the
-        Student-t process marginal likelihood with ``s`` integrated out.
+            in ``position`` the Gaussian marginal likelihood at that scale, otherwise the
+            Student-t process marginal likelihood with ``s`` integrated out.
     """
     theta = _theta(position, fixed)
     fit, _ = _fit(theta, x, y, depth, activation, jitter)
@@ -195,8 +199,8 @@ def _validated(x, y, depth, activation, concentration, rate, fixed):
 
 
 def sample_hyperparameters(
-    x,
-    y,
+    x: ArrayLike,
+    y: ArrayLike,
     *,
     depth: int = 1,
     activation: str = "relu",
@@ -211,7 +215,7 @@ def sample_hyperparameters(
     progress: bool = False,
     jitter: float = 1e-8,
     **options: Any,
-):
+) -> az.InferenceData:
     """Sample the posterior of the hyperparameters (and the scale) with NUTS, in float64.
 
     Args:
@@ -235,7 +239,7 @@ def sample_hyperparameters(
 
     Returns:
         ``arviz.InferenceData`` of :func:`bayes.sample`; its posterior holds the sampled
-        log values, shape ``(num_chains, num_samples)`` each.
+            log values, shape ``(num_chains, num_samples)`` each.
 
     Raises:
         ValueError: Bad inputs, targets, prior parameters or fixed values.
@@ -275,11 +279,11 @@ def _draw_predict(theta, x, y, x_test, y_test, depth, activation, a, b, jitter, 
 
 
 def hmc_predict(
-    idata,
-    x,
-    y,
-    x_test,
-    y_test=None,
+    idata: az.InferenceData,
+    x: ArrayLike,
+    y: ArrayLike,
+    x_test: ArrayLike,
+    y_test: ArrayLike | None = None,
     *,
     depth: int = 1,
     activation: str = "relu",

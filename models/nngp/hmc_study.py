@@ -27,9 +27,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["compare_hmc_type2", "hmc_type2_experiment", "summarize_pairs"]
 
@@ -87,8 +90,8 @@ def summarize_pairs(runs: list[dict[str, Any]], key: str) -> dict[str, float]:
 
     Returns:
         ``mean`` (over pooled points), ``se_points`` (pooled points), ``se_splits``
-        (over per-split means; ``nan`` for one split) and ``wins`` (splits with a
-        positive mean).
+            (over per-split means; ``nan`` for one split) and ``wins`` (splits with a
+            positive mean).
     """
     pooled = np.concatenate([np.asarray(r[key]) for r in runs])
     per_split = np.array([np.mean(r[key]) for r in runs])
@@ -113,7 +116,7 @@ def compare_hmc_type2(
     num_warmup: int = 300,
     num_samples: int = 300,
     cache: str | Path | None = None,
-    log=print,
+    log: Callable[[str], object] = print,
 ) -> dict[str, dict[str, Any]]:
     """NUTS (scale integrated) vs the type-II ML inverse-gamma fit, paired per test point.
 
@@ -137,8 +140,8 @@ def compare_hmc_type2(
 
     Returns:
         ``{"<data set>/n=<n>": {"nll": summary, "se": summary, "runs": [...]}}`` with
-        the summaries of :func:`summarize_pairs` (positive = HMC better; ``se`` is the
-        squared error, in standardized units).
+            the summaries of :func:`summarize_pairs` (positive = HMC better; ``se`` is the
+            squared error, in standardized units).
     """
     settings = dict(
         depth=depth, max_eval=max_eval, num_steps=num_steps, num_warmup=num_warmup,
@@ -235,7 +238,7 @@ def hmc_type2_experiment(ctx: Any) -> dict[str, Any]:
 
     Returns:
         ``settings``, ``cells`` (as :func:`compare_hmc_type2` returns) and ``table``
-        (the summaries without the per-point differences).
+            (the summaries without the per-point differences).
     """
     if ctx.quick:
         datasets, train_sizes, num_splits = ("boston",), (20,), 2

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +56,9 @@ import numpy as np
 from jax import lax
 
 from ._moments import diag_roots, moments_fn
+
+if TYPE_CHECKING:
+    from jax.typing import ArrayLike
 
 __all__ = [
     "ACTIVATIONS",
@@ -106,7 +109,7 @@ def _check_params(weight_variance, bias_variance, depth: int, activation: str) -
             raise ValueError(f"bias_variance must be a non-negative scalar, got {bias_variance!r}")
 
 
-def validate_inputs(x1, x2=None) -> tuple[jax.Array, jax.Array]:
+def validate_inputs(x1: ArrayLike, x2: ArrayLike | None = None) -> tuple[jax.Array, jax.Array]:
     """Check and convert inputs to arrays of shape ``(n, d)``.
 
     Args:
@@ -235,11 +238,11 @@ def _blocked_symmetric(x, weight_variance, bias_variance, depth, activation, ntk
 
 
 def kernel_matrix(
-    x1,
-    x2=None,
+    x1: ArrayLike,
+    x2: ArrayLike | None = None,
     *,
-    weight_variance=2.0,
-    bias_variance=0.0,
+    weight_variance: float | jax.Array = 2.0,
+    bias_variance: float | jax.Array = 0.0,
     depth: int = 1,
     activation: Activation = "relu",
     kind: Literal["nngp", "ntk"] = "nngp",
@@ -284,7 +287,7 @@ def kernel_matrix(
     return _blocked_symmetric(a, *rest) if x2 is None else _blocked(a, b, *rest)
 
 
-def nngp_kernel(x1, x2=None, **kwargs) -> jax.Array:
+def nngp_kernel(x1: ArrayLike, x2: ArrayLike | None = None, **kwargs: Any) -> jax.Array:
     """NNGP kernel matrix ``K^{depth+1}(x1, x2)``, shape ``(n1, n2)``.
 
     Keyword arguments are those of :func:`kernel_matrix` (``kind`` excluded).
@@ -292,7 +295,7 @@ def nngp_kernel(x1, x2=None, **kwargs) -> jax.Array:
     return kernel_matrix(x1, x2, kind="nngp", **kwargs)
 
 
-def ntk_kernel(x1, x2=None, **kwargs) -> jax.Array:
+def ntk_kernel(x1: ArrayLike, x2: ArrayLike | None = None, **kwargs: Any) -> jax.Array:
     """Neural tangent kernel matrix ``Theta^{depth+1}(x1, x2)``, shape ``(n1, n2)``.
 
     Keyword arguments are those of :func:`kernel_matrix` (``kind`` excluded).
@@ -301,10 +304,10 @@ def ntk_kernel(x1, x2=None, **kwargs) -> jax.Array:
 
 
 def kernel_diag(
-    x,
+    x: ArrayLike,
     *,
-    weight_variance=2.0,
-    bias_variance=0.0,
+    weight_variance: float | jax.Array = 2.0,
+    bias_variance: float | jax.Array = 0.0,
     depth: int = 1,
     activation: Activation = "relu",
     kind: Literal["nngp", "ntk"] = "nngp",

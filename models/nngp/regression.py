@@ -16,7 +16,7 @@ maximizing the log marginal likelihood with optax's Adam inside one
 from __future__ import annotations
 
 from functools import partial
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +40,9 @@ from .scale_mixture import (
     mixture_predictive_variance,
     scale_posterior_quadrature,
 )
+
+if TYPE_CHECKING:
+    from jax.typing import ArrayLike
 
 __all__ = [
     "FAMILIES",
@@ -87,7 +90,7 @@ def init_params(
     weight_variance: float = 2.0,
     bias_variance: float = 0.1,
     noise_variance: float = 0.1,
-    **prior,
+    **prior: float,
 ) -> dict[str, jax.Array]:
     """Unconstrained starting point.
 
@@ -153,8 +156,8 @@ def _lml(params, x, y, family, depth, activation, jitter):
 
 def log_marginal_likelihood(
     params: dict[str, jax.Array],
-    x,
-    y,
+    x: ArrayLike,
+    y: ArrayLike,
     *,
     family: Family,
     depth: int = 1,
@@ -210,8 +213,8 @@ def _optimize(params, x, y, learning_rate, jitter, family, depth, activation, nu
 
 
 def fit_hyperparameters(
-    x,
-    y,
+    x: ArrayLike,
+    y: ArrayLike,
     *,
     family: Family,
     depth: int = 1,
@@ -236,7 +239,7 @@ def fit_hyperparameters(
 
     Returns:
         ``(params, history)``: fitted log hyperparameters and the negative log marginal
-        likelihood per data point at each step, shape ``(num_steps,)``.
+            likelihood per data point at each step, shape ``(num_steps,)``.
     """
     _check_family(family)
     _check_params(1.0, 0.0, depth, activation)
@@ -248,10 +251,10 @@ def fit_hyperparameters(
 
 def predict(
     params: dict[str, jax.Array],
-    x,
-    y,
-    x_test,
-    y_test=None,
+    x: ArrayLike,
+    y: ArrayLike,
+    x_test: ArrayLike,
+    y_test: ArrayLike | None = None,
     *,
     family: Family,
     depth: int = 1,

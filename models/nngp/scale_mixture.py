@@ -36,7 +36,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from functools import partial
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +48,9 @@ from jax.tree_util import Partial
 from numpyro.distributions import constraints
 
 from .gp import GPFit, validate_targets
+
+if TYPE_CHECKING:
+    from jax.typing import ArrayLike
 
 __all__ = [
     "BurrXII",
@@ -89,13 +92,20 @@ class BurrXII(dist.Distribution):
     support = constraints.positive
     reparametrized_params: ClassVar[list] = ["c", "k", "scale"]
 
-    def __init__(self, c=1.0, k=1.0, scale=1.0, *, validate_args=None):
+    def __init__(
+        self,
+        c: ArrayLike = 1.0,
+        k: ArrayLike = 1.0,
+        scale: ArrayLike = 1.0,
+        *,
+        validate_args: bool | None = None,
+    ) -> None:
         self.c, self.k, self.scale = jnp.broadcast_arrays(
             jnp.asarray(c, jnp.result_type(float)), jnp.asarray(k), jnp.asarray(scale)
         )
         super().__init__(batch_shape=jnp.shape(self.c), validate_args=validate_args)
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> jax.Array:
         z = value / self.scale
         return (
             jnp.log(self.c)
@@ -105,7 +115,7 @@ class BurrXII(dist.Distribution):
             - (self.k + 1) * jnp.log1p(z**self.c)
         )
 
-    def sample(self, key, sample_shape=()):
+    def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
         shape = sample_shape + self.batch_shape
         u = jax.random.uniform(key, shape, minval=jnp.finfo(self.c.dtype).tiny)
         # inverse CDF: F(s) = 1 - (1 + (s/lam)^c)^{-k}
@@ -133,7 +143,7 @@ def _log_prior_fn(prior: Any) -> Callable[[jax.Array], jax.Array]:
     )
 
 
-def scale_log_likelihood(fit: GPFit, scale) -> jax.Array:
+def scale_log_likelihood(fit: GPFit, scale: ArrayLike) -> jax.Array:
     """``log p(Y | s) = -(nc/2) log(2 pi s) - (c/2) log|A| - Q/(2s)``, same shape as ``scale``."""
     n, c = fit.num_data, fit.num_outputs
     return -0.5 * (n * c * (_LOG_2PI + jnp.log(scale)) + c * fit.logdet + fit.quad / scale)
@@ -286,7 +296,7 @@ def _importance(fit, log_prior, rng_key, inflation, num_samples, stratified):
     return ScalePosterior(u, logw, log_evidence, ess)
 
 
-def scale_log_marginal_likelihood(fit: GPFit, prior: Any, **kwargs) -> jax.Array:
+def scale_log_marginal_likelihood(fit: GPFit, prior: Any, **kwargs: Any) -> jax.Array:
     """``log p(Y) = log int p(s) p(Y | s) ds`` by quadrature (differentiable), shape ``()``.
 
     Keyword arguments go to :func:`scale_posterior_quadrature`.
@@ -294,7 +304,9 @@ def scale_log_marginal_likelihood(fit: GPFit, prior: Any, **kwargs) -> jax.Array
     return scale_posterior_quadrature(fit, prior, **kwargs).log_evidence
 
 
-def mixture_log_predictive(y_test, mean, unit_var, posterior: ScalePosterior) -> jax.Array:
+def mixture_log_predictive(
+    y_test: ArrayLike, mean: jax.Array, unit_var: jax.Array, posterior: ScalePosterior
+) -> jax.Array:
     """Log predictive density of each test row under the scale mixture.
 
     ``log sum_i w_i N(y_*; mean, s_i unit_var I_c)``.
@@ -320,6 +332,6 @@ def _mixture_logpdf(y, mean, unit_var, posterior):
     return logsumexp(logn + posterior.log_weights[None, :], axis=1)
 
 
-def mixture_predictive_variance(unit_var, posterior: ScalePosterior) -> jax.Array:
+def mixture_predictive_variance(unit_var: jax.Array, posterior: ScalePosterior) -> jax.Array:
     """Predictive variance ``E[s | Y] unit_var`` of each output, shape ``(m,)``."""
     return posterior.mean_scale * unit_var

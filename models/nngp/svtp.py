@@ -53,7 +53,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -67,6 +67,9 @@ from ._svtp_bound import (
     _unit_marginals,
 )
 from .kernels import kernel_matrix
+
+if TYPE_CHECKING:
+    from jax.typing import ArrayLike
 
 __all__ = [
     "SVTP",
@@ -119,7 +122,7 @@ class SVTPFit(NamedTuple):
 
 
 def svtp(
-    inducing_inputs,
+    inducing_inputs: ArrayLike,
     num_classes: int,
     *,
     process: str = "student_t",
@@ -157,7 +160,12 @@ def svtp(
             objective (``"reparam"`` or ``"score"``).
         init_scale: Initial ``L_c = init_scale * I``.
         jitter: Added to ``K_ZZ`` relative to its mean diagonal.
-        weight_variance, bias_variance, depth, activation: The NNGP kernel.
+        weight_variance: Weight variance ``sigma_w^2`` of the NNGP kernel (initial value
+            when ``learn_kernel``).
+        bias_variance: Bias variance ``sigma_b^2`` of the NNGP kernel (initial value
+            when ``learn_kernel``).
+        depth: Hidden layers of the NNGP kernel.
+        activation: Activation of the NNGP kernel, ``"relu"`` or ``"erf"``.
 
     Returns:
         The :class:`SVTP`.
@@ -269,7 +277,7 @@ def svtp(
     return SVTP(model, guide, settings, probabilities)
 
 
-def svtp_latent_predict(fit: SVTPFit, x_test) -> tuple[jax.Array, jax.Array]:
+def svtp_latent_predict(fit: SVTPFit, x_test: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """Latent predictive at unit scale: ``f_* | s ~ N(loc, s * unit_var)``.
 
     Args:
@@ -278,14 +286,19 @@ def svtp_latent_predict(fit: SVTPFit, x_test) -> tuple[jax.Array, jax.Array]:
 
     Returns:
         ``(loc, unit_var)``, both of shape ``(m, C)``; with ``s ~ InvGamma(alpha, beta)``
-        the latent predictive is Student-t, ``df = 2 alpha``, ``scale^2 = beta/alpha *
-        unit_var`` (Gaussian process: ``N(loc, svtp_scale * unit_var)``).
+            the latent predictive is Student-t, ``df = 2 alpha``, ``scale^2 = beta/alpha *
+            unit_var`` (Gaussian process: ``N(loc, svtp_scale * unit_var)``).
     """
     return _unit_marginals(fit.svtp.settings, fit.params, jnp.asarray(x_test))
 
 
 def svtp_class_probabilities(
-    fit: SVTPFit, x_test, *, rng_key: jax.Array, num_samples: int = 256, temperature=1.0
+    fit: SVTPFit,
+    x_test: ArrayLike,
+    *,
+    rng_key: jax.Array,
+    num_samples: int = 256,
+    temperature: float | jax.Array = 1.0,
 ) -> jax.Array:
     """``p(y_* = k | x_*) = E_{q}[softmax(f_* / tau)_k]``, shape ``(m, C)``.
 

@@ -8,6 +8,7 @@ module turns an :class:`~bayes.models.nngp.svtp.SVTP` into an objective program 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +18,9 @@ from bayes._blas import serial_blas
 
 from ._svtp_bound import _marginal_bound
 from .svtp import SVTP, SVTPFit
+
+if TYPE_CHECKING:
+    from jax.typing import ArrayLike
 
 __all__ = ["svtp_fit", "svtp_objective"]
 
@@ -37,7 +41,7 @@ def svtp_objective(
 
     Returns:
         ``objective(model, guide, params, x, y, *, rng_key)``: one unbiased draw of the
-        bound on all ``n`` rows of ``x`` ``(n, d)`` and ``y``, shape ``()``.
+            bound on all ``n`` rows of ``x`` ``(n, d)`` and ``y``, shape ``()``.
     """
     from bayes.inference.vi import elbo
 
@@ -81,8 +85,8 @@ def _check_data(x, y, likelihood, num_classes):
 
 def svtp_fit(
     model: SVTP,
-    x,
-    y,
+    x: ArrayLike,
+    y: ArrayLike,
     *,
     rng_key: jax.Array,
     num_steps: int = 1000,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bayes.experiments import RunContext, experiment
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: True parameters of the scalar linear Gaussian model used by the experiments
 #: (``phi``; the model's ``theta`` holds ``atanh_phi``, see ``ssm.scalar_theta``).
@@ -33,7 +36,7 @@ def _lag_one_truth(theta, ys) -> float:
 
 def paris_variance_by_length(
     rng_key, num_sets: int, num_reps: int, num_particles: int, max_length: int
-):
+) -> np.ndarray:
     """Variance of PaRIS over replications for every prefix length, per data set.
 
     PaRIS is online: one run's running estimates :math:`\\sum_i W_t^i \\tau_t^i`
@@ -44,8 +47,8 @@ def paris_variance_by_length(
     weigh its own stretches of large :math:`|x|`.
 
     Returns:
-        Unbiased (``ddof=1``) variances, array ``(num_sets, max_length - 1)`` for
-        the prefix lengths ``2..max_length``.
+        Unbiased (``ddof=1``) variances over the replications, a float array of shape
+            ``(num_sets, max_length - 1)`` for the prefix lengths ``2..max_length``.
     """
     import jax
     import jax.numpy as jnp
@@ -95,7 +98,7 @@ def loglog_slope(per_set, lengths, min_length: int) -> tuple[float, float]:
 
     Returns:
         ``(slope, standard error)``, the error by jackknife over data sets (their
-        spread dominates that of the replications).
+            spread dominates that of the replications).
     """
     import numpy as np
 

@@ -136,7 +136,7 @@ def linear_gaussian_ssm(
 
     Returns:
         The model; states have shape ``(dx,)`` and observations ``(dy,)``. The
-        transition log-density bound is :math:`-\\frac12\\log|2\\pi Q|`.
+            transition log-density bound is :math:`-\\frac12\\log|2\\pi Q|`.
     """
     mats = to_matrices if to_matrices is not None else (lambda theta: theta)
 

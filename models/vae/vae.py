@@ -69,7 +69,7 @@ def make_vae(latent_dim: int = 4, hidden: int = 128) -> tuple[Callable, Callable
 
     Returns:
         ``(model, guide)``; parameters ``decoder`` and ``encoder`` (lists of
-        ``(W, b)`` layers).
+            ``(W, b)`` layers).
     """
 
     def model(x):
@@ -102,7 +102,7 @@ def per_image(objective: Callable[..., jax.Array], batch_size: int) -> Callable[
 
     Returns:
         An objective program of ``(model, guide, params, x, *, rng_key)`` with
-        ``x (N, 64)``, in nats per image.
+            ``x (N, 64)``, in nats per image.
     """
     one = vi.expectation(objective)
 
