@@ -16,7 +16,7 @@ previous round's draws with its shorter warm-start warmup, as in a BO loop.
 
 Part 2: ``bnn-hmc``'s sampler (``bayes.models.bnn.sample_nuts``, NUTS through
 ``bayes.sample`` in JAX) against Pyro's NUTS on the same BNN (2x50 tanh,
-fan-in scaled Gaussian prior from ``BNNPrior``, the same log-noise prior,
+the surrogate's fan-in scaled Gaussian prior and log-noise prior,
 inputs in ``[-1, 1]``, standardized outputs), float64 in both, with equal
 warmup, draws, chains and maximum tree depth, every chain started at the same
 MAP fit. Pyro runs its chains one after another (``num_chains=1`` per run: with
@@ -230,11 +230,20 @@ def ess_of_means(config, w, x_test) -> np.ndarray:
 def versus_pyro(n: int, X, Y, settings: dict, acq: dict, thinning: int) -> tuple[list, dict]:
     import jax
     import torch
-    from bayes.models.bnn import MLPConfig, pad_data, sample_nuts, standardize, train_ensemble
-    from bayes.models.bnn.inference import DEFAULT_PRIOR
+    from bayes.models.bnn import (
+        BNNPrior,
+        MLPConfig,
+        pad_data,
+        sample_nuts,
+        standardize,
+        train_ensemble,
+    )
 
     from bayes.bo.acquisition import suggest
     from bayes.bo.jax_models import JaxEnsembleModel
+    from bayes.bo.jax_surrogates import BNNHMCSurrogate
+
+    prior = BNNPrior(**BNNHMCSurrogate.prior_defaults)  # the surrogate's prior
 
     C, W, S, D = (settings[k] for k in ("num_chains", "num_warmup", "num_samples", "depth"))
     config = MLPConfig(X.shape[1], 1)
@@ -244,7 +253,7 @@ def versus_pyro(n: int, X, Y, settings: dict, acq: dict, thinning: int) -> tuple
     x_test = 2 * np.asarray(X[n : n + 5]) - 1  # points not in the training set
     with jax.enable_x64(True):
         starts = train_ensemble(config, data, rng_key=jax.random.key(0), num_members=C,
-                                num_steps=1000, bootstrap=False)  # fmt: skip
+                                num_steps=1000, bootstrap=False, prior=prior)  # fmt: skip
         starts = (np.asarray(starts.w), np.asarray(starts.log_noise))
 
     def acquisition_time(draws_w, make_model):
@@ -264,7 +273,7 @@ def versus_pyro(n: int, X, Y, settings: dict, acq: dict, thinning: int) -> tuple
             draws = sample_nuts(
                 config, data, seed=1 if run == "first" else 2, num_chains=C, num_warmup=W,
                 num_samples=S, thinning=1, max_tree_depth=D,
-                init=_as_draws(starts),
+                init=_as_draws(starts), prior=prior,
             )  # fmt: skip
             w = np.asarray(draws.w).reshape(C, S, -1)
         fit = time.perf_counter() - t0
@@ -275,7 +284,7 @@ def versus_pyro(n: int, X, Y, settings: dict, acq: dict, thinning: int) -> tuple
     xt, yt = torch.as_tensor(data.x[:n]), torch.as_tensor(data.y[:n])
     start_t = (torch.tensor(starts[0]), torch.tensor(starts[1]))
     t0 = time.perf_counter()
-    pw, _ = pyro_fit(config, DEFAULT_PRIOR, xt, yt, start_t, num_warmup=W, num_samples=S,
+    pw, _ = pyro_fit(config, prior, xt, yt, start_t, num_warmup=W, num_samples=S,
                      max_tree_depth=D, seed=3)  # fmt: skip
     fit = time.perf_counter() - t0
     mean_t, std_t = torch.as_tensor(mean), torch.as_tensor(std)
@@ -359,7 +368,8 @@ def body_text(acq, n_pyro, hmc, table, ptable, ratio, load_before, load_after) -
         "others are JAX through the bridge.\n\n"
         + table
         + f"\n\n**bnn-hmc against Pyro NUTS** on the same BNN at n = {n_pyro} (2x50 tanh, "
-        "the `BNNPrior` fan-in scaled Gaussian prior and log-noise prior, inputs in "
+        "the surrogate's fan-in scaled Gaussian prior with `weight_scale=2` and "
+        "`BNNPrior`'s log-noise prior, inputs in "
         "[-1, 1], standardized outputs, float64), "
         f"{hmc['num_chains']} chains x ({hmc['num_warmup']} warmup + {hmc['num_samples']} "
         f"draws), max tree depth {hmc['depth']}, diagonal mass matrix, target acceptance "

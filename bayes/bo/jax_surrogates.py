@@ -20,9 +20,11 @@ or ``bayes optimize --surrogate NAME --surrogate-option KEY=VALUE``):
 
 All inputs arrive in the unit cube and are mapped to ``[-1, 1]^d``; outputs
 are standardized per column. The three network surrogates also take the
-fields of :class:`bayes.models.bnn.BNNPrior` as options (``weight_scale=2``
-gives a prior over rougher functions). The JAX code lives in :mod:`bayes.models.bnn`;
-the BoTorch wrappers in :mod:`bayes.bo.jax_models`.
+fields of :class:`bayes.models.bnn.BNNPrior` as options; ``bnn-hmc`` defaults
+to ``weight_scale=2``, a prior over rougher functions than ``BNNPrior``'s 1,
+under which its posterior explained the first tens of observations as noise.
+The JAX code lives in :mod:`bayes.models.bnn`; the BoTorch wrappers in
+:mod:`bayes.bo.jax_models`.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def _prior_options(name: str, options: dict[str, Any]) -> dict[str, float]:
 _NOISE_WARN = 0.5
 
 
-def _warn_if_noise_dominates(noise_sd: np.ndarray, n: int, prior_options: dict) -> None:
+def _warn_if_noise_dominates(noise_sd: np.ndarray, n: int, weight_scale: float) -> None:
     """Warn when the NUTS posterior explains the data mostly as noise.
 
     With few observations a smooth network prior can make "everything is
@@ -93,7 +95,6 @@ def _warn_if_noise_dominates(noise_sd: np.ndarray, n: int, prior_options: dict) 
 
     noise = float(np.max(noise_sd))
     if noise > _NOISE_WARN:
-        weight_scale = prior_options.get("weight_scale", 1.0)
         warnings.warn(
             f"bnn-hmc: the posterior attributes most of the output variance to noise "
             f"(median noise s.d. {noise:.2f} of the standardized outputs, {n} observations), "
@@ -118,13 +119,17 @@ class _NetworkSurrogate:
 
     ``prior_options`` are fields of :class:`bayes.models.bnn.BNNPrior`
     (``weight_scale``, ``input_scale``, ``bias_scale``, ``log_noise_loc``,
-    ``log_noise_scale``); the others keep their defaults.
+    ``log_noise_scale``); the others keep :attr:`prior_defaults`, then
+    ``BNNPrior``'s defaults.
     """
+
+    #: Prior fields whose surrogate default differs from ``BNNPrior``'s.
+    prior_defaults: ClassVar[dict[str, float]] = {}
 
     def __init__(self, width: int = 50, depth: int = 2, activation: str = "tanh",
                  **prior_options: float):  # fmt: skip
         self.width, self.depth, self.activation = int(width), int(depth), str(activation)
-        self.prior_options = _prior_options(self.name, prior_options)
+        self.prior_options = {**self.prior_defaults, **_prior_options(self.name, prior_options)}
 
     def _prior(self):
         from bayes.models.bnn import BNNPrior
@@ -146,7 +151,9 @@ class BNNHMCSurrogate(_NetworkSurrogate):
     """Bayesian MLP sampled with NUTS; the posterior is an ensemble of weight draws.
 
     Args:
-        width, depth, activation: Architecture (2x50 tanh by default).
+        width: Hidden units per layer.
+        depth: Hidden layers.
+        activation: Activation of the hidden layers (``"tanh"`` by default).
         num_chains: NUTS chains (vectorized).
         num_warmup: Warmup steps of a cold start.
         warm_num_warmup: Warmup steps when starting from the previous round's draws.
@@ -154,7 +161,9 @@ class BNNHMCSurrogate(_NetworkSurrogate):
         thinning: Keep every ``thinning``-th draw (``S = num_chains * num_samples / thinning``).
         max_tree_depth: NUTS maximum tree depth.
         map_steps: Adam steps of the MAP initialization of a cold start.
-        **prior_options: :class:`~bayes.models.bnn.BNNPrior` fields. A
+        **prior_options: :class:`~bayes.models.bnn.BNNPrior` fields; ``weight_scale``
+            defaults to 2 here (under ``BNNPrior``'s 1 the posterior explained the
+            first tens of observations as noise on the ``bo-bnn`` problems). A
             :class:`~bayes.bo.surrogates.SurrogateFitWarning` is raised when the
             posterior's median noise s.d. exceeds 0.5 of the standardized outputs:
             with few observations and a prior too smooth for the objective, "all
@@ -167,6 +176,7 @@ class BNNHMCSurrogate(_NetworkSurrogate):
     """
 
     name = "bnn-hmc"
+    prior_defaults: ClassVar[dict[str, float]] = {"weight_scale": 2.0}
     # Last fit per (network, chains, prior) in this process: the warm start of the next round.
     _previous: ClassVar[dict[Any, tuple[np.ndarray, Any]]] = {}
 
@@ -209,7 +219,7 @@ class BNNHMCSurrogate(_NetworkSurrogate):
             )  # fmt: skip
             self._previous[key] = (x, last_draws(draws, self.num_chains))
         self.noise_sd = np.median(np.exp(np.asarray(draws.log_noise)), axis=0)
-        _warn_if_noise_dominates(self.noise_sd, len(x), self.prior_options)
+        _warn_if_noise_dominates(self.noise_sd, len(x), prior.weight_scale)
         return self._model(config, draws, mean, std)
 
 
@@ -217,7 +227,9 @@ class BNNVISurrogate(_NetworkSurrogate):
     """Bayesian MLP with a mean-field Gaussian posterior (tempered ELBO, MAP start).
 
     Args:
-        width, depth, activation: Architecture.
+        width: Hidden units per layer.
+        depth: Hidden layers.
+        activation: Activation of the hidden layers.
         num_draws: Ensemble members drawn from the fitted guide.
         num_steps: Adam steps.
         kl_weight: ``beta`` of ``E_q[log lik] - beta KL``; 1 is the plain ELBO.
@@ -261,7 +273,9 @@ class EnsembleSurrogate(_NetworkSurrogate):
     """Deep ensemble: ``num_members`` MAP networks on bootstrap reweightings.
 
     Args:
-        width, depth, activation: Architecture.
+        width: Hidden units per layer.
+        depth: Hidden layers.
+        activation: Activation of the hidden layers.
         num_members: Ensemble size.
         num_steps: Adam steps per member.
         learning_rate: Adam learning rate.
@@ -336,7 +350,8 @@ class IBNNSurrogate(_KernelSurrogate):
     Args:
         depths: Candidate numbers of hidden layers (each fitted; best kept).
         activation: ``"relu"`` (arc-cosine) or ``"erf"`` (arcsin).
-        num_steps, learning_rate: Adam on the log marginal likelihood.
+        num_steps: Adam steps on the log marginal likelihood.
+        learning_rate: Adam learning rate.
     """
 
     name = "ibnn"
@@ -361,8 +376,12 @@ class STPSurrogate(IBNNSurrogate):
     """Student-t process: NNGP kernel with an inverse-gamma scale ``IG(concentration, rate)``.
 
     Args:
-        depths, activation, num_steps, learning_rate: As :class:`IBNNSurrogate`.
-        concentration, rate: Prior of the scale.
+        depths: As :class:`IBNNSurrogate`.
+        activation: As :class:`IBNNSurrogate`.
+        num_steps: As :class:`IBNNSurrogate`.
+        learning_rate: As :class:`IBNNSurrogate`.
+        concentration: Shape of the inverse-gamma prior of the kernel scale.
+        rate: Rate of the inverse-gamma prior of the kernel scale.
     """
 
     name = "stp"
@@ -381,9 +400,12 @@ class DKLSurrogate(_KernelSurrogate):
     """Deep kernel learning: Matérn-5/2 with ARD on MLP features, trained jointly.
 
     Args:
-        width, depth, activation: Feature network.
+        width: Hidden units per layer of the feature network.
+        depth: Hidden layers of the feature network.
+        activation: Activation of the feature network.
         feature_dim: Feature dimension (default ``min(d, 4)``).
-        num_steps, learning_rate: Adam on the log marginal likelihood.
+        num_steps: Adam steps on the log marginal likelihood.
+        learning_rate: Adam learning rate.
     """
 
     name = "dkl"

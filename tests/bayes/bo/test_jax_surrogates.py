@@ -205,8 +205,13 @@ def test_bnn_hmc_next_round_is_warm_and_compiles_nothing(fitted):
 def test_network_surrogates_take_prior_options():
     from bayes.models.bnn import BNNPrior
 
-    surrogate = make_surrogate("bnn-hmc", weight_scale=2, log_noise_scale=0.5)
-    assert surrogate._prior() == BNNPrior(weight_scale=2.0, log_noise_scale=0.5)
+    surrogate = make_surrogate("bnn-hmc", weight_scale=3, log_noise_scale=0.5)
+    assert surrogate._prior() == BNNPrior(weight_scale=3.0, log_noise_scale=0.5)
+    # bnn-hmc's own default weight scale; the MAP-like fits keep BNNPrior's.
+    assert make_surrogate("bnn-hmc", log_noise_scale=0.5)._prior() == BNNPrior(
+        weight_scale=2.0, log_noise_scale=0.5
+    )
+    assert make_surrogate("bnn-vi")._prior() == make_surrogate("ensemble")._prior() == BNNPrior()
     for name in ("bnn-vi", "ensemble"):
         assert make_surrogate(name, input_scale=1.5)._prior().input_scale == 1.5
     with pytest.raises(ValueError, match=r"unknown option\(s\) weight_scal; prior options are"):
@@ -216,12 +221,12 @@ def test_network_surrogates_take_prior_options():
 
 
 def test_bnn_hmc_warns_when_the_posterior_explains_the_data_as_noise():
-    """20 Sobol points of Branin: the default prior's posterior calls them noise.
+    """20 Sobol points of Branin: under ``weight_scale=1`` the posterior calls them noise.
 
     Branin's values are skewed (0.4 to 300); with the fan-in scaled prior at
     ``weight_scale=1`` the tanh network's functions are too smooth for 20 such
     points, and NUTS leaves the MAP fit for a high-noise region, where the
-    surrogate barely follows the data. A larger weight scale keeps the fit.
+    surrogate barely follows the data. The default (``weight_scale=2``) keeps the fit.
     """
     import warnings
 
@@ -237,7 +242,11 @@ def test_bnn_hmc_warns_when_the_posterior_explains_the_data_as_noise():
         torch.manual_seed(1)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            surrogate = make_surrogate("bnn-hmc", **SMALL["bnn-hmc"], weight_scale=weight_scale)
+            options = {k: v for k, v in SMALL["bnn-hmc"].items() if k != "weight_scale"}
+            if weight_scale == 1.0:  # else the surrogate's default
+                options["weight_scale"] = weight_scale
+            surrogate = make_surrogate("bnn-hmc", **options)
+            assert surrogate._prior().weight_scale == weight_scale
             model = surrogate.fit(X, Y)
         noisy = [w for w in caught if issubclass(w.category, SurrogateFitWarning)]
         assert bool(noisy) == (weight_scale == 1.0), [str(w.message) for w in noisy]

@@ -207,3 +207,25 @@ def test_an_interrupted_study_resumes_to_the_uninterrupted_curve(tmp_path: Path)
     assert longer == {"error": "unfinished (7 of 9 evaluations)"}
     assert _one_run("branin", spec, "ibnn", 3, summary, whole) == {"error": "not run"}
     assert len(Study.load(whole / "branin-gp-3.db").trials()) == 7
+
+
+def test_command_line_overrides_methods_and_surrogate_options():
+    from bayes.models.bnn.experiments import (
+        PLANS,
+        SMALL,
+        _methods,
+        _override_options,
+        _parse_methods,
+    )
+
+    plan = {**PLANS["full-budget"], "methods": _parse_methods("bnn-hmc, gp")}
+    assert _methods(1, plan) == ["gp", "bnn-hmc", "sobol"]
+    options = _override_options(SMALL, ["bnn-hmc:weight_scale=2", "dkl:activation=relu"])
+    assert options["bnn-hmc"] == {**SMALL["bnn-hmc"], "weight_scale": 2}
+    assert options["dkl"]["activation"] == "relu"
+    assert SMALL["bnn-hmc"]["weight_scale"] == 1.0  # the plan's own dict is left alone
+    for bad in ("bnn_hmc:weight_scale=2", "bnn-hmc:weight_scale", "weight_scale=2"):
+        with pytest.raises(SystemExit, match="surrogate-option"):
+            _override_options(SMALL, [bad])
+    with pytest.raises(SystemExit, match="unknown sass"):
+        _parse_methods("gp,sass")
