@@ -124,7 +124,7 @@ def sbc(
             of :func:`bayes.sample` (``max_tree_depth``, ``chunk_size``, ...).
 
     Returns:
-        The :class:`SBCResult`.
+        The result, as an :class:`SBCResult`.
     """
     import jax
     import jax.numpy as jnp

@@ -415,7 +415,7 @@ def as_target(
             NumPyro models, like Stan; 0.5 around ``initial_position``).
 
     Returns:
-        The :class:`Target`.
+        The target, as a :class:`Target`.
 
     Raises:
         DataError: Data that do not fit the model (see :func:`check_data`).

@@ -255,7 +255,7 @@ def fit(
         progress: Show a progress bar with the objective.
 
     Returns:
-        A :class:`VIResult` (Ctrl-C returns the fit so far, ``interrupted=True``).
+        The fit, as a :class:`VIResult` (Ctrl-C returns the fit so far, ``interrupted=True``).
 
     Raises:
         NonFiniteError: A step's objective or gradient is not finite; the

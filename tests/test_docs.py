@@ -21,3 +21,11 @@ def test_docs_build_strict(tmp_path: Path) -> None:
     assert (tmp_path / "index.html").exists()
     assert (tmp_path / "benchmarks" / "index.html").exists()
     assert (tmp_path / "api" / "models-conjugate" / "index.html").exists()
+    # Sphinx roles in docstrings render as code without their role name (tools/mkdocs_hooks.py).
+    api_pages = list((tmp_path / "api").glob("*/index.html"))
+    assert len(api_pages) > 5
+    krosbl = (tmp_path / "api" / "models-krosbl" / "index.html").read_text()
+    assert "<code>IRSProblem</code>" in krosbl
+    for page in api_pages:
+        html = page.read_text()
+        assert ":class:<code>" not in html and ":func:<code>" not in html, page

@@ -9,6 +9,7 @@ The API-reference collector reads sources from disk, so this hook builds
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,3 +44,12 @@ stage()
 def on_config(config, **kwargs):
     stage()
     return config
+
+
+# Docstrings use Sphinx roles (":func:`x`"); mkdocstrings renders the backquoted part
+# as code and leaves the role name in front of it as text.
+_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|obj|exc|math):(?=<code>)")
+
+
+def on_page_content(html, **kwargs):
+    return _ROLE.sub("", html)

@@ -276,7 +276,7 @@ def run_filter(
         store_history: Keep particles, weights and ancestors for every time.
 
     Returns:
-        A :class:`FilterOutput`.
+        The filter output, as a :class:`FilterOutput`.
 
     Raises:
         ValueError: For ``num_particles < 2``, a bad scheme name or non-finite observations.

@@ -213,7 +213,7 @@ def fit_mle(
         max_trials: Proposals per draw for ``backward="rejection"``.
 
     Returns:
-        A :class:`FitResult` with the parameter trace.
+        The fit, as a :class:`FitResult` with the parameter trace.
     """
     import optax
 
@@ -302,7 +302,7 @@ def fit_msc(
         max_trials: Proposals per draw for ``backward="rejection"``.
 
     Returns:
-        A :class:`FitResult` over :math:`\\lambda`.
+        The fit, as a :class:`FitResult` over :math:`\\lambda`.
     """
     import optax
 

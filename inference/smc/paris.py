@@ -276,7 +276,7 @@ def run_paris(
         max_trials: Proposals per draw for ``backward="rejection"``.
 
     Returns:
-        A :class:`ParisOutput`.
+        The output, as a :class:`ParisOutput`.
     """
     validate(num_particles, num_backward, backward, model)
     get_scheme(resampling)

@@ -188,7 +188,8 @@ def guide_draw(
         **kwargs: Keyword arguments of the guide.
 
     Returns:
-        A :class:`GuideDraw` with the values and ``log q``, shape ``()`` or ``(K,)``.
+        The draw, as a :class:`GuideDraw` with the values and ``log q``, shape ``()`` or
+            ``(K,)``.
     """
     estimators = dict(estimators or {})
     scope = _SCOPES[-1] if _SCOPES else None

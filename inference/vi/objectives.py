@@ -246,7 +246,7 @@ def markov_score_climbing(
         num_particles: Particles of the default CIS kernel.
 
     Returns:
-        A :class:`StatefulObjective`; its value is ``log q(z_t)``.
+        The objective, as a :class:`StatefulObjective`; its value is ``log q(z_t)``.
     """
     kernel = kernel or cis_kernel(num_particles)
 

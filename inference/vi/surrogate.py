@@ -252,7 +252,7 @@ def surrogate(
         baseline: Control variate for score-function sites (default none).
 
     Returns:
-        A :class:`Surrogate`; maximise ``s`` (or minimise ``-s``).
+        The surrogate, as a :class:`Surrogate`; maximise ``s`` (or minimise ``-s``).
     """
     stateful = isinstance(objective, StatefulObjective)
 

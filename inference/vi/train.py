@@ -104,7 +104,7 @@ def build(
         **kwargs: Keyword data arguments of model and guide.
 
     Returns:
-        A :class:`VIAlgorithm`.
+        The algorithm, as a :class:`VIAlgorithm`.
     """
     extra = getattr(objective, "param_programs", ())
     params0, cons = init_params(

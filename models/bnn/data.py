@@ -64,7 +64,7 @@ def pad_data(x: np.ndarray, y: np.ndarray, minimum: int = 16) -> PaddedData:
     """Pad ``x`` of shape ``(n, d)`` and ``y`` of shape ``(n, m)`` to :func:`bucket_size` rows.
 
     Returns:
-        :class:`PaddedData` of NumPy float64 arrays.
+        The padded data, as :class:`PaddedData` of NumPy float64 arrays.
 
     Raises:
         ValueError: Mismatched or non-finite inputs.

@@ -163,7 +163,7 @@ def train_ensemble(
     and data. All members train together in one compiled ``vmap``/``scan``.
 
     Returns:
-        :class:`WeightDraws` with ``S = num_members``.
+        The draws, as :class:`WeightDraws` with ``S = num_members``.
     """
     key_init, key_boot = jax.random.split(rng_key)
     keys = jax.random.split(key_init, num_members)
@@ -218,7 +218,7 @@ def sample_nuts(
         prior: Prior settings.
 
     Returns:
-        :class:`WeightDraws` with ``S = num_chains * ceil(num_samples / thinning)``.
+        The draws, as :class:`WeightDraws` with ``S = num_chains * ceil(num_samples / thinning)``.
     """
     import bayes
 

@@ -254,7 +254,7 @@ def fit(
         pc_coupling: Neighbour coupling ``beta`` for ``pc``.
 
     Returns:
-        :class:`FitResult` with arrays of shape ``(N,)``.
+        The fit, as a :class:`FitResult` with arrays of shape ``(N,)``.
 
     Raises:
         ValueError: Unknown method, shape mismatch between ``y`` and the

@@ -112,7 +112,7 @@ def simulate_irs(
         config: :class:`IRSConfig` (static).
 
     Returns:
-        :class:`IRSProblem`.
+        The problem, as an :class:`IRSProblem`.
     """
     c = config if config is not None else IRSConfig()
     if c.grid % 2:

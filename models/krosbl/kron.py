@@ -132,7 +132,7 @@ def kron_estep(
         noise_var: ``sigma2 > 0``.
 
     Returns:
-        :class:`EStep` with ``mean`` and ``var`` of shape ``(N,)``.
+        The E-step, as an :class:`EStep` with ``mean`` and ``var`` of shape ``(N,)``.
     """
     shape_m = tuple(a.shape[0] for a in factors)
     us, bs, lams = [], [], []

@@ -263,7 +263,7 @@ def run_sbl(
         cfg: :class:`SBLConfig`.
 
     Returns:
-        :class:`SBLOutput`.
+        The output, as an :class:`SBLOutput`.
     """
     factors = tuple(factors)
     real_dtype = jnp.real(y).dtype

@@ -86,7 +86,8 @@ def maml(
         first_order: First-order MAML (no second derivatives).
 
     Returns:
-        A :class:`~bayes.models.niw.common.MetaLearner` named ``"MAML"`` or ``"FOMAML"``.
+        The meta-learner, a :class:`~bayes.models.niw.common.MetaLearner` named ``"MAML"`` or
+            ``"FOMAML"``.
     """
     _check_steps(num_inner_steps, inner_step_size)
     test_steps = num_inner_steps if num_test_steps is None else num_test_steps
@@ -141,7 +142,7 @@ def reptile(
             tasks. ``None`` for the original unclipped algorithm.
 
     Returns:
-        A :class:`~bayes.models.niw.common.MetaLearner` named ``"Reptile"``.
+        The meta-learner, a :class:`~bayes.models.niw.common.MetaLearner` named ``"Reptile"``.
     """
     _check_steps(num_inner_steps, inner_step_size)
     test_steps = num_inner_steps if num_test_steps is None else num_test_steps

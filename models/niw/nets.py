@@ -76,7 +76,7 @@ def mlp(
             Biases start at zero.
 
     Returns:
-        A :class:`Network` over a flat weight vector.
+        The network, as a :class:`Network` over a flat weight vector.
 
     Raises:
         ValueError: Fewer than two sizes, a non-positive width or an unknown activation.

@@ -187,7 +187,7 @@ def local_quadratic(
         curvature_clip: ``(low, high)`` bounds for ``A``.
 
     Returns:
-        The :class:`LocalQuadratic`.
+        The quadratic model, as a :class:`LocalQuadratic`.
     """
     theta0 = jax.lax.stop_gradient(theta0)
     loss = lambda th: likelihood.loss(network.apply(th, x), y)  # noqa: E731
@@ -266,7 +266,7 @@ def niw_meta_learner(
         num_predict_samples: Draws of ``theta*`` averaged by ``predict``.
 
     Returns:
-        A :class:`~bayes.models.niw.common.MetaLearner` named ``"NIW"``.
+        The meta-learner, a :class:`~bayes.models.niw.common.MetaLearner` named ``"NIW"``.
     """
     _check(num_inner_steps, num_average, num_episodes)
     dim = network.num_params

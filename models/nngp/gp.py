@@ -168,7 +168,7 @@ def gp_fit(
             (relative to the mean diagonal of ``K``).
 
     Returns:
-        The :class:`GPFit`.
+        The fit, as a :class:`GPFit`.
 
     Raises:
         ValueError: Non-square kernel, mismatched targets, NaN values, negative noise,

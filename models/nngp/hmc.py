@@ -314,7 +314,7 @@ def hmc_predict(
         jitter: Relative diagonal jitter.
 
     Returns:
-        An :class:`HMCPredictive`.
+        The predictive, as an :class:`HMCPredictive`.
 
     Raises:
         ValueError: Bad inputs, or a posterior that lacks a sampled hyperparameter.

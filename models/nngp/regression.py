@@ -277,7 +277,7 @@ def predict(
         num_points: Quadrature points for ``"burr_xii"``.
 
     Returns:
-        A :class:`Predictive`.
+        The predictive distribution, as a :class:`Predictive`.
     """
     _check_family(family)
     x, x_test = validate_inputs(x, x_test)

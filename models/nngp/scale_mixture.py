@@ -209,7 +209,7 @@ def scale_posterior_quadrature(
         width: Half-width of the first grid in likelihood standard deviations.
 
     Returns:
-        A :class:`ScalePosterior` on the refined grid.
+        The posterior, as a :class:`ScalePosterior` on the refined grid.
     """
     return _quadrature(fit, _log_prior_fn(prior), num_points, float(width))
 
@@ -259,7 +259,7 @@ def scale_posterior_importance(
         warn: Emit the warning (only outside ``jit``).
 
     Returns:
-        A :class:`ScalePosterior` with normalized weights and the ESS.
+        The posterior, as a :class:`ScalePosterior` with normalized weights and the ESS.
     """
     if num_samples < 2:
         raise ValueError(f"num_samples must be at least 2, got {num_samples}")

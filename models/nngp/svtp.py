@@ -168,7 +168,7 @@ def svtp(
         activation: Activation of the NNGP kernel, ``"relu"`` or ``"erf"``.
 
     Returns:
-        The :class:`SVTP`.
+        The model/guide pair, as an :class:`SVTP`.
     """
     import numpyro
     import numpyro.distributions as dist

@@ -107,7 +107,7 @@ def svtp_fit(
         objective: ``"marginal"`` or ``"joint"`` (see :func:`svtp_objective`).
 
     Returns:
-        The :class:`SVTPFit`.
+        The fit, as an :class:`SVTPFit`.
     """
     import optax
     from bayes.inference.vi import build, run_steps
