@@ -227,23 +227,24 @@ def ess_of_means(config, w, x_test) -> np.ndarray:
     return np.asarray(ess["f"].values)
 
 
+def surrogate_prior():
+    """The ``bnn-hmc`` surrogate's default prior, which both samplers use."""
+    from bayes.models.bnn import BNNPrior
+
+    from bayes.bo.jax_surrogates import BNNHMCSurrogate
+
+    return BNNPrior(**BNNHMCSurrogate.prior_defaults)
+
+
 def versus_pyro(n: int, X, Y, settings: dict, acq: dict, thinning: int) -> tuple[list, dict]:
     import jax
     import torch
-    from bayes.models.bnn import (
-        BNNPrior,
-        MLPConfig,
-        pad_data,
-        sample_nuts,
-        standardize,
-        train_ensemble,
-    )
+    from bayes.models.bnn import MLPConfig, pad_data, sample_nuts, standardize, train_ensemble
 
     from bayes.bo.acquisition import suggest
     from bayes.bo.jax_models import JaxEnsembleModel
-    from bayes.bo.jax_surrogates import BNNHMCSurrogate
 
-    prior = BNNPrior(**BNNHMCSurrogate.prior_defaults)  # the surrogate's prior
+    prior = surrogate_prior()
 
     C, W, S, D = (settings[k] for k in ("num_chains", "num_warmup", "num_samples", "depth"))
     config = MLPConfig(X.shape[1], 1)
@@ -368,7 +369,8 @@ def body_text(acq, n_pyro, hmc, table, ptable, ratio, load_before, load_after) -
         "others are JAX through the bridge.\n\n"
         + table
         + f"\n\n**bnn-hmc against Pyro NUTS** on the same BNN at n = {n_pyro} (2x50 tanh, "
-        "the surrogate's fan-in scaled Gaussian prior with `weight_scale=2` and "
+        "the surrogate's fan-in scaled Gaussian prior with "
+        f"`weight_scale={surrogate_prior().weight_scale:g}` and "
         "`BNNPrior`'s log-noise prior, inputs in "
         "[-1, 1], standardized outputs, float64), "
         f"{hmc['num_chains']} chains x ({hmc['num_warmup']} warmup + {hmc['num_samples']} "
