@@ -135,12 +135,8 @@ class Run:
                 self.timings = payload["timings"]
                 states = jax.tree.map(jnp.asarray, payload["states"])
                 return payload["t"], _shard_chains(states, self.num_chains)
-        from bayes.target import _initial_points
-
-        cached, t0 = _initial_points._cache_size(), time.perf_counter()
-        points = self.target.initial_points(rng_key=init_key, num_chains=self.num_chains)
-        if _initial_points._cache_size() > cached:  # a new program: its time is compile time
-            self.timings["compile_s"] += time.perf_counter() - t0
+        points, compile_s = self.target._initial_points(init_key, self.num_chains, 100)
+        self.timings["compile_s"] += compile_s
         points = _shard_chains(points, self.num_chains)
         if self.method == "chees" and self.num_adapt == 0:  # ChEES straight from the points
             return 0, points

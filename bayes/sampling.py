@@ -261,16 +261,31 @@ def _avals(tree: Any) -> tuple:
     return (treedef, tuple((jnp.shape(x), str(jnp.result_type(x))) for x in leaves))
 
 
-def _compile(name: str, key: Any, builder: Callable[[], Callable], *args: Any):
-    """Ahead-of-time compile ``builder()`` for ``args``; cached by name, key and shapes."""
+def _compile(name: str, key: Any, builder: Callable[[], Callable], *args: Any, target=None):
+    """Ahead-of-time compile ``builder()`` for ``args``; cached by name, key and shapes.
+
+    A program not yet built in this process is looked up on disk first
+    (:mod:`bayes._programs`, keyed without tracing it; ``target`` is the
+    target whose spec appears in ``key``), and one that took a while to
+    build is stored there for the next process.
+    """
     import jax
+
+    from bayes import _programs
 
     full_key = (name, key, bool(jax.config.jax_enable_x64), _avals(args))
     if full_key in _COMPILED:
         _COMPILED.move_to_end(full_key)
         return _COMPILED[full_key], 0.0
     t0 = time.perf_counter()
-    compiled = jax.jit(builder()).lower(*args).compile()
+    disk_key = _programs.program_key(name, key, args, target)
+    compiled = None if disk_key is None else _programs.load(disk_key)
+    if compiled is None:
+        lowered = jax.jit(builder()).lower(*args)
+        if disk_key is None:
+            compiled = lowered.compile()
+        else:
+            compiled = _programs.compile_and_store(disk_key, lowered, t0)
     _COMPILED[full_key] = compiled
     while len(_COMPILED) > _MAX_COMPILED:
         _COMPILED.popitem(last=False)
@@ -358,7 +373,7 @@ def _chees_init(target, settings: Settings, states, num_steps: int, num_samples:
 
     key = (target.spec, settings, num_steps, num_samples)
     args = (positions, imm, step_sizes, target.data)
-    fn, compile_s = _compile("chees_init", key, build, *args)
+    fn, compile_s = _compile("chees_init", key, build, *args, target=target)
     return fn(*args), compile_s
 
 
@@ -375,7 +390,7 @@ def _chees_chunk_program(target, settings: Settings, state, rng_key, steps, num_
         return fn
 
     key = (target.spec, settings, num_steps, num_samples)
-    return _compile("chees_chunk", key, build, state, target.data, rng_key, steps)
+    return _compile("chees_chunk", key, build, state, target.data, rng_key, steps, target=target)
 
 
 def _chees_final(target, settings: Settings, state, num_steps: int, num_samples: int):
@@ -389,7 +404,7 @@ def _chees_final(target, settings: Settings, state, num_steps: int, num_samples:
         return fn
 
     key = (target.spec, settings, num_steps, num_samples)
-    fn, compile_s = _compile("chees_final", key, build, state, target.data)
+    fn, compile_s = _compile("chees_final", key, build, state, target.data, target=target)
     return fn(state, target.data), compile_s
 
 
@@ -429,7 +444,7 @@ def _chunk_program(target, method: str, settings: Settings, states, args, mesh=N
         )
 
     key = (spec, method, settings, None if mesh is None else mesh.devices.shape)
-    return _compile("chunk", key, build, states, target.data, *args)
+    return _compile("chunk", key, build, states, target.data, *args, target=target)
 
 
 def _after_chunk(progress: dict[str, Any]) -> None:

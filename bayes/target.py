@@ -129,7 +129,6 @@ def _logdensity(spec: TargetSpec, position: PyTree, data: Mapping[str, Any] | No
     return -potential_energy(spec.fn, (), spec.kwargs(data), position)
 
 
-@partial(jax.jit, static_argnames=("spec", "num_chains", "max_tries", "per_chain"))
 def _initial_points(
     spec: TargetSpec,
     data: dict,
@@ -264,23 +263,31 @@ class Target:
             InitializationError: Some chain found no finite point.
             ValueError: Per-chain centers for another number of chains.
         """
-        if self.center_per_chain:
+        return self._initial_points(rng_key, num_chains, max_tries)[0]
+
+    def _initial_points(
+        self, rng_key: jax.Array, num_chains: int, max_tries: int
+    ) -> tuple[tuple[PyTree, jax.Array, PyTree], float]:
+        """:meth:`initial_points` and the seconds spent building its program (0 if built)."""
+        from bayes.sampling import _compile
+
+        spec, per_chain = self.spec, self.center_per_chain
+        if per_chain:
             given = jax.tree.leaves(self.center)[0].shape[0]
             if given != num_chains:
                 raise ValueError(
                     f"initial_positions has {given} chains along its leading axis, "
                     f"but num_chains is {num_chains}"
                 )
-        positions, value, grad, ok = _initial_points(
-            self.spec,
-            self.data,
-            self.center,
-            rng_key,
-            self.radius,
-            num_chains=num_chains,
-            max_tries=max_tries,
-            per_chain=self.center_per_chain,
-        )
+
+        def build():
+            return partial(_initial_points, spec, num_chains=num_chains, max_tries=max_tries,
+                           per_chain=per_chain)  # fmt: skip
+
+        args = (self.data, self.center, rng_key, np.asarray(self.radius, jnp.result_type(float)))
+        key = (spec, num_chains, max_tries, per_chain)
+        program, compile_s = _compile("initial_points", key, build, *args, target=self)
+        positions, value, grad, ok = program(*args)
         ok = np.asarray(ok)
         if not ok.all():
             raise InitializationError(
@@ -288,7 +295,7 @@ class Target:
                 f"initial points tried for {int((~ok).sum())} of {num_chains} chains; "
                 "check the model, its priors and the data"
             )
-        return positions, value, grad
+        return (positions, value, grad), compile_s
 
     def init_positions(
         self, *, rng_key: jax.Array, num_chains: int, max_tries: int = 100

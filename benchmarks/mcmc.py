@@ -34,6 +34,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 GAUSS = "gauss100"
 PEER_NAMES = {"numpyro": "NumPyro", "blackjax": "BlackJAX"}
+TTFD_HEADER = ["posterior", "bayes, first draws", "bayes, InferenceData", "NumPyro",
+               "ratio (first draws)"]  # fmt: skip
 RATIO_HEADER = ["posterior", "vs NumPyro", "vs BlackJAX", "vs best peer",
                 "bayes-diag vs best peer", "dense chains"]  # fmt: skip
 
@@ -250,10 +252,15 @@ CHILD_BAYES = """
 import time; t0 = time.perf_counter()
 {prelude}
 import bayes
-from bayes import posteriordb
+from bayes import posteriordb, sampling
 m = posteriordb.load_model({name!r})
+first = []
+def after_chunk(progress):  # the draws of the first sampling chunk are on the host
+    if progress["t"] > 100 and not first:
+        first.append(time.perf_counter() - t0)
+sampling._after_chunk = after_chunk
 bayes.sample(m.model, m.data, num_chains=4, num_warmup=100, num_samples=100, progress=False)
-print(time.perf_counter() - t0)
+print(first[0], time.perf_counter() - t0)
 """
 CHILD_NUMPYRO = """
 import time; t0 = time.perf_counter()
@@ -284,85 +291,94 @@ CHILD_IMPORTS = """
 import time; t0 = time.perf_counter()
 {prelude}
 import bayes
+import bayes.sampling
 from bayes import posteriordb
 m = posteriordb.load_model({name!r})
-import arviz
 print(time.perf_counter() - t0)
 """
 
 
-def time_to_first_draw(name: str, repeats: int = 5) -> tuple[float, float, float, float, float]:
-    """Seconds from process start to the first 100 draws, cache warm.
+def time_to_first_draw(name: str, repeats: int = 5) -> dict[str, float]:
+    """Seconds from process start to the first draws and to the result, cache warm.
 
-    Returns ``(bayes, bayes without numba, NumPyro, import arviz, imports)``,
-    the last the time a child without numba spends importing JAX, NumPyro,
-    ``bayes`` and ArviZ and loading the model before it samples anything (a
-    floor for the first). Each
-    command runs once to fill a fresh cache, then ``repeats`` times,
-    alternating between them so that load on a shared machine hits all
-    alike; the minima (the runs least disturbed by other jobs) are returned.
-    Where numba is installed, ArviZ compiles a numba ufunc when it is
-    imported; numba is in this environment only for the ``particles`` peer of
-    the SMC benchmark, not in what the Quickstart installs, so the second
-    child runs with numba made unimportable. The last is the time
-    ``import arviz`` takes in a fresh process after NumPyro (numba present):
-    the part of ours that building ``InferenceData`` costs and NumPyro's run
-    does not pay.
+    Returns the fastest of ``repeats`` fresh processes for each of:
+    ``first`` (bayes: until the first sampling chunk's draws are on the host),
+    ``result`` (bayes: until ``InferenceData`` is returned, ArviZ imported),
+    ``first_nostore`` and ``result_nostore`` (the same with the program store
+    off, ``$BAYES_NO_PROGRAM_CACHE``: JAX's persistent cache only), ``numpyro``
+    (until ``MCMC.run`` returns its draws, which arrive together), ``imports``
+    (a child importing ``bayes``, NumPyro and the model: the floor of
+    ``first``) and ``arviz`` (``import arviz`` after NumPyro). Each command
+    runs once to fill a fresh cache, then ``repeats`` times, alternating, so
+    that load on a shared machine hits all alike. numba is made unimportable
+    in the bayes children, as in the environment the Quickstart installs.
     """
     env = {**os.environ, "BAYES_PROGRESS": "0", "JAX_PLATFORMS": "cpu"}
-    codes = [
-        CHILD_BAYES.format(name=name, prelude=""),
-        CHILD_BAYES.format(name=name, prelude=NO_NUMBA),
-        CHILD_NUMPYRO.format(name=name),
-        CHILD_ARVIZ,
-        CHILD_IMPORTS.format(name=name, prelude=NO_NUMBA),
-    ]
-    times: list[list[float]] = [[] for _ in codes]
+    env.pop("BAYES_NO_PROGRAM_CACHE", None)
+    nostore = {**env, "BAYES_NO_PROGRAM_CACHE": "1"}
+    codes = {
+        "bayes": (CHILD_BAYES.format(name=name, prelude=NO_NUMBA), env),
+        "nostore": (CHILD_BAYES.format(name=name, prelude=NO_NUMBA), nostore),
+        "numpyro": (CHILD_NUMPYRO.format(name=name), env),
+        "imports": (CHILD_IMPORTS.format(name=name, prelude=NO_NUMBA), env),
+        "arviz": (CHILD_ARVIZ, env),
+    }
+    times: dict[str, list[list[float]]] = {k: [] for k in codes}
 
-    def run(code: str) -> float:
-        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+    def run(code: str, child_env: dict) -> list[float]:
+        done = subprocess.run([sys.executable, "-c", code], env=child_env, capture_output=True,
                               text=True, check=True)  # fmt: skip
-        return float(done.stdout.strip().splitlines()[-1])
+        return [float(x) for x in done.stdout.strip().splitlines()[-1].split()]
 
     with tempfile.TemporaryDirectory() as cache:
-        env["BAYES_CACHE_DIR"] = cache
-        for code in codes:  # fill the cache
-            run(code)
+        for child_env in (env, nostore):
+            child_env["BAYES_CACHE_DIR"] = cache
+        for code, child_env in codes.values():  # fill the caches
+            run(code, child_env)
         for _ in range(repeats):
-            for i, code in enumerate(codes):
-                times[i].append(run(code))
+            for key, (code, child_env) in codes.items():
+                times[key].append(run(code, child_env))
     print("time to first draw runs", name, times, flush=True)
-    return tuple(min(t) for t in times)
+    best = {k: [min(col) for col in zip(*v)] for k, v in times.items()}
+    return {
+        "first": best["bayes"][0], "result": best["bayes"][1],
+        "first_nostore": best["nostore"][0], "result_nostore": best["nostore"][1],
+        "numpyro": best["numpyro"][0], "imports": best["imports"][0],
+        "arviz": best["arviz"][0],
+    }  # fmt: skip
 
 
-def ttfd_section(ttfd: list[list]) -> None:
+def ttfd_section(ttfd: list[tuple[str, dict[str, float]]]) -> None:
+    import os as _os
+
     from _report import markdown_table, write_section
 
+    header = ["posterior", "bayes, first draws", "NumPyro", "ratio", "bayes, InferenceData",
+              "ratio", "first draws, store off", "InferenceData, store off", "imports",
+              "import arviz"]  # fmt: skip
+    rows = [
+        [name, t["first"], t["numpyro"], t["first"] / t["numpyro"], t["result"],
+         t["result"] / t["numpyro"], t["first_nostore"], t["result_nostore"], t["imports"],
+         t["arviz"]]
+        for name, t in ttfd
+    ]  # fmt: skip
+    load = _os.getloadavg()
     body = (
-        "Seconds from process start (imports included) to the first 100 draws "
-        "(4 chains, 100 warmup + 100 draws, NUTS, float32) in a fresh process whose "
-        "persistent compilation cache is warm; fastest of 5 runs, alternating between the "
-        "samplers in one session (target ratio <= 0.5). `bayes, no numba` runs with numba "
-        "unimportable, as in the environment the Quickstart installs: numba is here only for "
-        "the `particles` peer of the SMC benchmark, and where it is installed ArviZ compiles "
-        "a numba ufunc on import. `import arviz` is the time importing ArviZ takes in a fresh "
-        "process after NumPyro (numba present): returning `InferenceData` costs it and "
-        "NumPyro's run does not. `imports` is the time a child without numba takes to "
-        "import `bayes`, NumPyro and ArviZ and load the model, before it samples: the floor "
-        "of `bayes, no numba`.\n\n"
-        + markdown_table(
-            [
-                "posterior",
-                "bayes",
-                "NumPyro",
-                "ratio",
-                "bayes, no numba",
-                "ratio",
-                "import arviz",
-                "imports",
-            ],
-            ttfd,
-        )
+        "Seconds from process start (imports included) in a fresh process whose caches are "
+        "warm, 4 chains, 100 warmup + 100 draws, NUTS, float32; fastest of 5 runs, "
+        "alternating between the commands in one session (target: first draws in at most "
+        "half of NumPyro's time). *first draws*: until the draws of bayes' first sampling "
+        "chunk (here all 100 per chain) are on the host, before they are converted; "
+        "*InferenceData*: until `bayes.sample` returns, which imports ArviZ and builds the "
+        "groups; NumPyro's draws all arrive when `MCMC.run` returns, so its one column is "
+        "both. *store off*: bayes with `$BAYES_NO_PROGRAM_CACHE=1`, which leaves JAX's "
+        "persistent compilation cache alone to help: every program is traced and lowered "
+        "again before its compiled code is found there (`bayes._programs`). *imports*: a "
+        "child importing `bayes`, its sampler and NumPyro and loading the model, the floor "
+        "of the first-draws column; *import arviz*: importing ArviZ after NumPyro, the "
+        "part of *InferenceData* that NumPyro's run does not pay.\n\n"
+        + markdown_table(header, rows)
+        + f"\n\n1-minute load average at the end: {load[0]:.1f}."
     )
     print(body)
     write_section("mcmc-ttfd", "NUTS: time to first draw in a fresh process", body)
@@ -387,12 +403,7 @@ def main() -> None:
     parser.add_argument("--ttfd-only", action="store_true", help="only time to first draw")
     args = parser.parse_args()
     if args.ttfd_only:
-        ttfd = []
-        for name in args.ttfd:
-            ours, no_numba, theirs, arviz, imports = time_to_first_draw(name)
-            ttfd.append(
-                [name, ours, theirs, ours / theirs, no_numba, no_numba / theirs, arviz, imports]
-            )
+        ttfd = [(name, time_to_first_draw(name)) for name in args.ttfd]
         if args.no_write:
             print(ttfd)
         else:
@@ -461,9 +472,8 @@ def main() -> None:
     load_range = f"{min(load_avg):.1f}-{max(load_avg):.1f}"
     ttfd = []
     for name in args.ttfd:
-        ours, _, theirs, _, _ = time_to_first_draw(name)
-        print("time to first draw", name, ours, theirs, flush=True)
-        ttfd.append([name, ours, theirs, ours / theirs])
+        t = time_to_first_draw(name)
+        ttfd.append([name, t["first"], t["result"], t["numpyro"], t["first"] / t["numpyro"]])
     header = ["posterior", "sampler", "compile s", "warmup s", "sampling s", "min bulk ESS",
               "ESS/s", "grad evals / ESS"]  # fmt: skip
     body = (
@@ -492,7 +502,7 @@ def main() -> None:
         body += (
             "\n\nTime to first draw in a fresh process with a warm compilation cache "
             "(100 warmup + 100 draws, seconds; target ratio <= 0.5):\n\n"
-            + markdown_table(["posterior", "bayes", "NumPyro", "ratio"], ttfd)
+            + markdown_table(TTFD_HEADER, ttfd)
         )
     else:
         body += "\n\nTime to first draw: see the next section (`--ttfd-only`)."

@@ -1,0 +1,132 @@
+"""Sampler programs on disk (bayes._programs): a new process loads them instead of tracing.
+
+Each run is a fresh process with its own cache folder, as a user's second
+``python model.py`` would be. What must hold: the second process traces no
+chunk program and draws exactly what the first drew (and what a run without
+the store draws); a change of the model's constants, in the program text or
+in a closed-over array, is a different program; a damaged file is rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bayes
+from bayes import _programs
+from bayes.target import TargetSpec, as_target
+
+# The prior scale is a literal of the model's code (PRIOR_SCALE, read from the
+# environment when the module is built) and the prior means a closed-over array.
+CHILD = r"""
+import json, os, sys
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+
+import bayes
+import bayes.inference.mcmc as mcmc
+
+PRIOR_SCALE = float(os.environ["PRIOR_SCALE"])
+PRIOR_LOC = np.full(3, float(os.environ["PRIOR_LOC"]))
+traced = {"chunks": 0}
+run_chunk = mcmc.run_chunk
+
+def counting_run_chunk(*args, **kwargs):
+    traced["chunks"] += 1  # called only while a chunk program is traced
+    return run_chunk(*args, **kwargs)
+
+mcmc.run_chunk = counting_run_chunk
+
+def model(y):
+    mu = numpyro.sample("mu", dist.Normal(jnp.asarray(PRIOR_LOC), PRIOR_SCALE))
+    numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+y = np.array([[0.5, -0.2, 1.0], [0.1, 0.3, 0.8]])
+# dense_mass=True: the programs call LAPACK (Cholesky), registered lazily by jaxlib
+idata = bayes.sample(model, {"y": y}, num_chains=2, num_warmup=60, num_samples=40,
+                     seed=3, progress=False, dense_mass=True)
+mu = idata.posterior["mu"].values
+np.save(sys.argv[1], mu)
+print(json.dumps({"chunks": traced["chunks"], "sd": float(mu.std())}))
+"""
+
+
+def _run(script: Path, out: Path, cache: Path, *, scale="1.0", loc="0.0", store=True) -> dict:
+    env = {**os.environ, "BAYES_CACHE_DIR": str(cache), "PRIOR_SCALE": scale, "PRIOR_LOC": loc,
+           "JAX_PLATFORMS": "cpu", "BAYES_PROGRESS": "0"}  # fmt: skip
+    env.pop("BAYES_NO_PROGRAM_CACHE", None)
+    if not store:
+        env["BAYES_NO_PROGRAM_CACHE"] = "1"
+    done = subprocess.run([sys.executable, str(script), str(out)], env=env, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_new_process_loads_programs_and_draws_the_same(tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    cache = tmp_path / "cache"
+    first = _run(script, tmp_path / "a.npy", cache)
+    assert first["chunks"] == 2  # warmup and sampling programs, traced and compiled
+    stored = sorted((cache / "programs").glob("*.pkl"))
+    assert len(stored) >= 2
+
+    second = _run(script, tmp_path / "b.npy", cache)
+    assert second["chunks"] == 0  # both loaded from disk, nothing traced
+    a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
+    np.testing.assert_array_equal(a, b)
+    without = _run(script, tmp_path / "c.npy", tmp_path / "cache-off", store=False)
+    assert without["chunks"] == 2
+    np.testing.assert_array_equal(a, np.load(tmp_path / "c.npy"))
+
+    # a literal of the model changed: another program, and another posterior
+    wider = _run(script, tmp_path / "d.npy", cache, scale="30.0")
+    assert wider["chunks"] == 2
+    assert wider["sd"] > 1.2 * first["sd"]
+    # the values of a closed-over array changed: another program too
+    shifted = _run(script, tmp_path / "e.npy", cache, loc="5.0")
+    assert shifted["chunks"] == 2
+    assert np.load(tmp_path / "e.npy").mean() > a.mean() + 0.5
+
+    # damaged files are dropped and the programs built again, with the same draws
+    for path in (cache / "programs").glob("*.pkl"):
+        path.write_bytes(b"not a program")
+    again = _run(script, tmp_path / "f.npy", cache)
+    assert again["chunks"] == 2
+    np.testing.assert_array_equal(a, np.load(tmp_path / "f.npy"))
+    assert _run(script, tmp_path / "g.npy", cache)["chunks"] == 0
+
+
+def test_keys_name_values_only():
+    def logdensity(x):
+        return -0.5 * (x**2).sum()
+
+    target = as_target(logdensity, initial_position=np.zeros(3))
+    other = TargetSpec(logdensity, "logdensity")
+    assert _programs._stable(("a", 1, 2.5, None, (True,)), None) is not None
+    assert _programs._stable((target.spec, "nuts"), target).startswith("(target:")
+    # a spec of another target, or a function, cannot be named by value
+    assert _programs._stable((other, "nuts"), target) is None
+    assert _programs._stable((logdensity,), target) is None
+    # the same log-density at other shapes is another target
+    wider = as_target(logdensity, initial_position=np.zeros(4))
+    assert _programs._target_fingerprint(wider) != _programs._target_fingerprint(target)
+
+
+def test_store_is_off_without_compilation_cache(monkeypatch):
+    monkeypatch.setenv("BAYES_NO_PROGRAM_CACHE", "1")
+    assert _programs.folder() is None
+    assert _programs.program_key("chunk", ("nuts",), (np.zeros(2),)) is None
+    monkeypatch.delenv("BAYES_NO_PROGRAM_CACHE")
+    assert _programs.folder() is not None  # the suite enables JAX's cache (conftest)
+    assert bayes.config.cache_dir() is not None
