@@ -269,13 +269,20 @@ class Run:
         sampling._after_chunk({"t": t, "total": self.total})
 
     def execute(self, progress: bool):
-        from bayes._progress import progress_bar, progress_enabled
+        from bayes import _programs
+        from bayes._progress import progress_enabled
 
         if self.chunk_size is None:
             self.chunk_size = sampling.auto_chunk_size(
                 (self.num_adapt, self.num_warmup - self.num_adapt, self.num_samples),
                 interactive=progress_enabled(progress) or self.checkpoint is not None,
             )
+        with _programs.run():  # records the programs used, prefetched by the next process
+            return self._execute(progress)
+
+    def _execute(self, progress: bool):
+        from bayes._progress import progress_bar
+
         t, states = self._start()
         done = t  # steps recorded; t counts steps dispatched
         interrupted = False

@@ -19,8 +19,9 @@ without tracing it:
 - the program's name and static settings, and the shapes, dtypes, weak types
   and shardings of its arguments;
 - the environment: versions of JAX, jaxlib, BlackJAX and NumPyro, a digest of
-  the source of ``bayes`` and ``bayes.inference``, the devices, ``XLA_FLAGS``,
-  JAX's configuration and, on a CPU, the processor's feature flags.
+  the source of the modules the programs are built from (:data:`_SOURCES`),
+  the devices, ``XLA_FLAGS``, JAX's configuration and, on a CPU, the
+  processor's feature flags.
 
 A hit deserializes the executable (``jax.experimental.serialize_executable``)
 in milliseconds. Anything that cannot be keyed this way (a static argument of
@@ -38,6 +39,7 @@ must be writable by its user only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -48,6 +50,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +62,7 @@ __all__ = [
     "folder",
     "load",
     "program_key",
+    "run",
     "store",
 ]
 
@@ -67,7 +72,9 @@ MIN_SECONDS = 0.2
 MAX_BYTES = 512 * 2**20
 # JAX options that name where things are kept, not what a program computes
 _CONFIG_IGNORED = frozenset({"jax_compilation_cache_dir"})
-_FINGERPRINTS: dict[Any, str | None] = {}
+# (spec, data and position types) -> digest; bounded, as a spec holds its model
+_FINGERPRINTS: OrderedDict[Any, str | None] = OrderedDict()
+_MAX_FINGERPRINTS = 256
 # Custom calls are kernels that jaxlib registers with XLA. A deserialized
 # executable calling one that is not yet registered in this process crashes it,
 # so only programs whose custom calls are all known to be ready are stored:
@@ -88,6 +95,9 @@ _TAG_OPTION = "xla_debug_buffer_assignment_show_max"
 _CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
 _local = threading.local()
 _listening = False
+# key -> Future of its executable, loading in the background (see `load`)
+_PREFETCHED: dict[str, Any] = {}
+_pool: Any = None
 
 
 def folder() -> Path | None:
@@ -123,17 +133,37 @@ def _version(name: str) -> str:
     return f"{name}={version}"
 
 
-def _sources() -> str:
-    """Digest of the Python source of ``bayes`` and ``bayes.inference``."""
+# The modules whose code runs while the stored programs are traced (a test
+# records it), relative to the `bayes` and `bayes.inference` folders. Only
+# their source is in the key, so that editing other modules (the CLI, the BO
+# loop, ...) keeps the stored programs.
+_SOURCES = (
+    "bayes/sampling.py",
+    "bayes/_mcmc_run.py",
+    "bayes/target.py",
+    "bayes/_programs.py",
+    "inference/mcmc",
+)
+
+
+def _source_files() -> list[Path]:
+    """The files of :data:`_SOURCES`, folders expanded to their ``.py`` files."""
     import bayes
     import bayes.inference
 
-    roots = {Path(bayes.__file__).parent, Path(bayes.inference.__file__).parent}
-    parts = []
-    for root in sorted(roots):
-        for path in sorted(root.rglob("*.py")):
-            parts += [str(path.relative_to(root)), path.read_bytes()]
-    return _digest(*parts)
+    roots = {"bayes": Path(bayes.__file__).parent,
+             "inference": Path(bayes.inference.__file__).parent}  # fmt: skip
+    files = []
+    for entry in _SOURCES:
+        top, _, rest = entry.partition("/")
+        path = roots[top] / rest
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return files
+
+
+def _sources() -> str:
+    """Digest of the source of the modules the stored programs are built from."""
+    return _digest(*(part for f in _source_files() for part in (f.name, f.read_bytes())))
 
 
 def _cpu_flags() -> str:
@@ -160,10 +190,8 @@ def _environment() -> str:
         _sources(),
         repr([(d.platform, d.device_kind, d.id) for d in devices]),
         devices[0].client.platform_version,
-        os.environ.get("XLA_FLAGS", ""),
-        repr(sorted((k, repr(v)) for k, v in jax.config.values.items()
-                    if k not in _CONFIG_IGNORED)),
-    ]  # fmt: skip
+        os.environ.get("XLA_FLAGS", ""),  # read by XLA once, when its backend starts
+    ]
     if devices[0].platform == "cpu":
         parts.append(_cpu_flags())
     return _digest(*parts)
@@ -186,7 +214,11 @@ def _target_fingerprint(target: Any) -> str | None:
     import jax
 
     key = (target.spec, _avals(target.data), _avals(target.example_position))
-    if key not in _FINGERPRINTS:
+    if key in _FINGERPRINTS:
+        _FINGERPRINTS.move_to_end(key)
+    else:
+        while len(_FINGERPRINTS) >= _MAX_FINGERPRINTS:
+            _FINGERPRINTS.popitem(last=False)
         spec = target.spec
         try:
             closed = jax.make_jaxpr(lambda p, d: jax.value_and_grad(spec.logdensity)(p, d))(
@@ -271,23 +303,29 @@ def program_key(name: str, key: Any, args: tuple, target: Any = None) -> str | N
     static = _stable(key, target)
     if static is None:
         return None
-    return _digest(_environment(), name, static, str(bool(jax.config.jax_enable_x64)),
-                   _avals(args))  # fmt: skip
+    # JAX's options are read at every key: a process may change them between programs
+    config = repr(sorted((k, repr(v)) for k, v in jax.config.values.items()
+                         if k not in _CONFIG_IGNORED))  # fmt: skip
+    return _digest(_environment(), config, name, static, _avals(args))
 
 
 def _custom_calls(compiled: Any) -> list[str]:
     return sorted(set(_CUSTOM_CALL.findall(compiled.as_text())))
 
 
+_lapack_lock = threading.Lock()
+
+
 def _lapack_ready() -> None:
-    """Register jaxlib's LAPACK kernels, as lowering a linear-algebra op would."""
+    """Register jaxlib's LAPACK kernels, as lowering a linear-algebra op would (~0.1 s once)."""
     from jax._src.lax import linalg
 
-    linalg.initialize_lapack()
+    with _lapack_lock:
+        linalg.initialize_lapack()
 
 
-def load(key: str) -> Any:
-    """The stored executable under ``key``, or ``None`` (missing or unreadable)."""
+def _read(key: str) -> Any:
+    """Deserialize the executable stored under ``key``; None if missing or unreadable."""
     path = folder() / f"{key}.pkl"
     try:
         custom_calls, payload, in_tree, out_tree = pickle.loads(path.read_bytes())
@@ -307,13 +345,102 @@ def load(key: str) -> Any:
     return compiled
 
 
-def store(key: str, compiled: Any) -> None:
-    """Write ``compiled`` under ``key`` atomically; errors only skip the write."""
+def load(key: str) -> Any:
+    """The stored executable under ``key``, or ``None`` (missing or unreadable).
+
+    The first program of a :func:`run` also starts loading, in background
+    threads, the programs that followed it in the last run that began with
+    it (its manifest), so that their deserialization overlaps the run's work.
+    """
+    future = _PREFETCHED.pop(key, None)
+    compiled = future.result() if future is not None else _read(key)
+    if compiled is not None:
+        _note(key)
+    return compiled
+
+
+def _note(key: str) -> None:
+    """Record ``key`` in the current run; its first key starts the prefetch."""
+    keys = getattr(_local, "run", None)
+    if keys is None or key in keys:
+        return
+    keys.append(key)
+    if len(keys) == 1:
+        _prefetch(_manifest(key))
+
+
+def _manifest_path(key: str) -> Path:
+    return folder() / "manifests" / f"{key}.json"
+
+
+def _manifest(key: str) -> list[str]:
+    import json
+
+    try:
+        keys = json.loads(_manifest_path(key).read_text())
+    except (OSError, ValueError):
+        return []
+    return [k for k in keys if isinstance(k, str) and len(k) == 64 and k.isalnum()]
+
+
+def _prefetch(keys: list[str]) -> None:
+    global _pool
+    keys = [k for k in keys if k not in _PREFETCHED and (folder() / f"{k}.pkl").exists()]
+    if not keys:
+        return
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bayes-programs")
+    for k in keys:
+        _PREFETCHED[k] = _pool.submit(_read, k)
+
+
+@contextlib.contextmanager
+def run() -> Iterator[None]:
+    """Scope of one sampler run: records the programs it uses, in order, as a manifest.
+
+    On exit the keys after the first are written as the first key's manifest,
+    which the next run that starts with the same program prefetches. Programs
+    prefetched but not asked for are dropped.
+    """
+    import json
+
+    if folder() is None or getattr(_local, "run", None) is not None:
+        yield
+        return
+    _local.run = []
+    try:
+        yield
+    finally:
+        keys, _local.run = _local.run, None
+        for k in [k for k in list(_PREFETCHED) if k not in keys]:
+            future = _PREFETCHED.pop(k, None)  # another thread's run may have taken it
+            if future is not None:
+                future.cancel()
+        if len(keys) > 1 and keys[1:] != _manifest(keys[0]):
+            try:
+                path = _manifest_path(keys[0])
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+                with os.fdopen(fd, "w") as f:
+                    json.dump(keys[1:], f)
+                os.replace(tmp, path)
+            except OSError:
+                pass
+
+
+def store(key: str, compiled: Any) -> bool:
+    """Write ``compiled`` under ``key`` atomically; errors only skip the write.
+
+    Returns:
+        Whether it was written.
+    """
     target_folder = folder()
     try:
         custom_calls = _custom_calls(compiled)
         if not all(c.startswith(_READY_PREFIXES) for c in custom_calls):
-            return
+            return False
         from jax.experimental.serialize_executable import serialize
 
         payload = (custom_calls, *serialize(compiled))
@@ -324,8 +451,9 @@ def store(key: str, compiled: Any) -> None:
             f.write(data)
         os.replace(tmp, target_folder / f"{key}.pkl")
     except Exception:
-        return
+        return False
     _evict(target_folder)
+    return True
 
 
 def _count_cache_hits(event: str, **kwargs: Any) -> None:
@@ -360,7 +488,8 @@ def compile_and_store(key: str, lowered: Any, started: float) -> Any:
 
         tag = 2**30 + 2**28 + random.getrandbits(28)
         compiled = lowered.compile(compiler_options={_TAG_OPTION: tag})
-    store(key, compiled)
+    if store(key, compiled):
+        _note(key)
     return compiled
 
 

@@ -31,8 +31,21 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
+import threading
+
 import bayes
 import bayes.inference.mcmc as mcmc
+from bayes import _programs
+
+read = _programs._read
+background = {"reads": 0}
+
+def counting_read(key):
+    if threading.current_thread() is not threading.main_thread():
+        background["reads"] += 1  # prefetched from the last run's manifest
+    return read(key)
+
+_programs._read = counting_read
 
 PRIOR_SCALE = float(os.environ["PRIOR_SCALE"])
 PRIOR_LOC = np.full(3, float(os.environ["PRIOR_LOC"]))
@@ -55,7 +68,8 @@ idata = bayes.sample(model, {"y": y}, num_chains=2, num_warmup=60, num_samples=4
                      seed=3, progress=False, dense_mass=True)
 mu = idata.posterior["mu"].values
 np.save(sys.argv[1], mu)
-print(json.dumps({"chunks": traced["chunks"], "sd": float(mu.std())}))
+print(json.dumps({"chunks": traced["chunks"], "sd": float(mu.std()),
+                  "prefetched": background["reads"]}))
 """
 
 
@@ -80,9 +94,15 @@ def test_new_process_loads_programs_and_draws_the_same(tmp_path):
     assert first["chunks"] == 2  # warmup and sampling programs, traced and compiled
     stored = sorted((cache / "programs").glob("*.pkl"))
     assert len(stored) >= 2
+    # the run's first program lists those that followed it
+    (manifest,) = (cache / "programs" / "manifests").glob("*.json")
+    listed = json.loads(manifest.read_text())
+    assert len(listed) >= 2 and all((cache / "programs" / f"{k}.pkl").exists() for k in listed)
+    assert first["prefetched"] == 0
 
     second = _run(script, tmp_path / "b.npy", cache)
     assert second["chunks"] == 0  # both loaded from disk, nothing traced
+    assert second["prefetched"] == len(listed)  # in background threads, during the run
     a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
     np.testing.assert_array_equal(a, b)
     without = _run(script, tmp_path / "c.npy", tmp_path / "cache-off", store=False)
@@ -130,3 +150,44 @@ def test_store_is_off_without_compilation_cache(monkeypatch):
     monkeypatch.delenv("BAYES_NO_PROGRAM_CACHE")
     assert _programs.folder() is not None  # the suite enables JAX's cache (conftest)
     assert bayes.config.cache_dir() is not None
+
+
+@pytest.mark.slow
+def test_key_covers_the_code_the_programs_are_traced_from(monkeypatch):
+    """Every module of ours that runs while a sampler program is traced is in the key.
+
+    Only those modules' source is part of a stored program's key
+    (``_programs._SOURCES``); code of another module that ran during tracing
+    could change a program without changing its key.
+    """
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+    from jax._src import core
+
+    roots = (Path(bayes.__file__).parent, Path(bayes.inference.__file__).parent)
+    ran: set[Path] = set()
+
+    def profile(frame, event, arg):
+        if event == "call" and not isinstance(core.trace_ctx.trace, core.EvalTrace):
+            path = Path(frame.f_code.co_filename)
+            if any(root in path.parents for root in roots):
+                ran.add(path)
+
+    def model(y):  # a new function: no program of it is in memory yet
+        loc = numpyro.sample("loc", dist.Normal(jnp.zeros(2), 1.0))
+        scale = numpyro.sample("scale", dist.HalfNormal(1.0))
+        numpyro.sample("y", dist.Normal(loc, scale), obs=y)
+
+    data = {"y": np.array([[0.3, -0.1], [0.2, 0.4], [-0.5, 0.1]])}
+    monkeypatch.setenv("BAYES_NO_PROGRAM_CACHE", "1")  # trace every program here
+    sys.setprofile(profile)
+    try:
+        for method in ("chees",):  # its warmup runs NUTS chunks first; "hmc" shares them
+            bayes.sample(model, data, method=method, num_chains=4, num_warmup=40,
+                         num_samples=20, progress=False)  # fmt: skip
+    finally:
+        sys.setprofile(None)
+    assert any(p.name == "chains.py" for p in ran)  # the chunk programs were traced here
+    missing = ran - set(_programs._source_files())
+    assert not missing, f"traced from modules outside _programs._SOURCES: {sorted(missing)}"
