@@ -191,3 +191,29 @@ def test_key_covers_the_code_the_programs_are_traced_from(monkeypatch):
     assert any(p.name == "chains.py" for p in ran)  # the chunk programs were traced here
     missing = ran - set(_programs._source_files())
     assert not missing, f"traced from modules outside _programs._SOURCES: {sorted(missing)}"
+
+
+def test_store_keeps_only_loadable_programs_within_its_size(tmp_path, monkeypatch):
+    import jax
+    import jax.numpy as jnp
+
+    monkeypatch.setattr(_programs, "folder", lambda: tmp_path)
+    compiled = jax.jit(lambda x: jnp.sin(x) * 2).lower(jnp.ones(3)).compile()
+    assert _programs.store("a" * 64, compiled)
+    loaded = _programs.load("a" * 64)
+    np.testing.assert_array_equal(loaded(jnp.ones(3)), compiled(jnp.ones(3)))
+    assert _programs.load("b" * 64) is None  # never stored
+    # a custom call that a new process may not have registered: not stored
+    monkeypatch.setattr(_programs, "_custom_calls", lambda c: ["some_plugin_kernel"])
+    assert not _programs.store("c" * 64, compiled)
+    assert not (tmp_path / f"{'c' * 64}.pkl").exists()
+    monkeypatch.undo()
+    # over the size limit, the least recently used go first
+    monkeypatch.setattr(_programs, "folder", lambda: tmp_path)
+    size = (tmp_path / f"{'a' * 64}.pkl").stat().st_size
+    monkeypatch.setattr(_programs, "MAX_BYTES", 2 * size)
+    for i, key in enumerate(("d" * 64, "e" * 64)):
+        assert _programs.store(key, compiled)
+        os.utime(tmp_path / f"{key}.pkl", (2e9 + i, 2e9 + i))  # newer than "a"
+    _programs._evict(tmp_path)
+    assert sorted(p.stem[0] for p in tmp_path.glob("*.pkl")) == ["d", "e"]
