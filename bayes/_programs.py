@@ -484,9 +484,8 @@ def compile_and_store(key: str, lowered: Any, started: float) -> Any:
     if time.perf_counter() - started < MIN_SECONDS:
         return compiled
     if getattr(_local, "hits", 0) != hits:  # loaded from JAX's cache: not storable
-        import random
-
-        tag = 2**30 + 2**28 + random.getrandbits(28)
+        # from the OS, not `random`: a seeded stream would repeat the tag, and hit again
+        tag = 2**30 + 2**28 + int.from_bytes(os.urandom(4), "little") % 2**28
         compiled = lowered.compile(compiler_options={_TAG_OPTION: tag})
     if store(key, compiled):
         _note(key)
