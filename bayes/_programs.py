@@ -58,6 +58,7 @@ from typing import Any
 __all__ = [
     "MAX_BYTES",
     "MIN_SECONDS",
+    "Checked",
     "compile_and_store",
     "folder",
     "load",
@@ -490,6 +491,46 @@ def compile_and_store(key: str, lowered: Any, started: float) -> Any:
     if store(key, compiled):
         _note(key)
     return compiled
+
+
+class Checked:
+    """A program loaded from the store, checked by its first call.
+
+    A stored executable that lacks some of its kernels (written from one that
+    JAX had loaded from its own cache; this module avoids writing such files,
+    but an older or foreign file may be one) loads, and then fails when called
+    with ``NOT_FOUND: Function ... not found``. Its first call here catches
+    that, deletes the file, builds the program with ``rebuild`` and calls that
+    instead; later calls go straight to the program.
+
+    Args:
+        compiled: The loaded executable.
+        key: Its key in the store.
+        rebuild: Builds the program from scratch (traces and compiles it).
+    """
+
+    def __init__(self, compiled: Any, key: str, rebuild: Any) -> None:
+        self.compiled, self._key, self._rebuild = compiled, key, rebuild
+        self._checked = False
+
+    def __call__(self, *args: Any) -> Any:
+        if self._checked:
+            return self.compiled(*args)
+        import jax
+
+        try:
+            out = self.compiled(*args)
+        except jax.errors.JaxRuntimeError as error:
+            if "NOT_FOUND" not in str(error):
+                raise
+            (folder() / f"{self._key}.pkl").unlink(missing_ok=True)
+            self.compiled = self._rebuild()
+            out = self.compiled(*args)
+        self._checked = True
+        return out
+
+    def __getattr__(self, name: str) -> Any:  # the rest of the executable's interface
+        return getattr(self.compiled, name)
 
 
 def _evict(target_folder: Path) -> None:

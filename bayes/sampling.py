@@ -279,13 +279,16 @@ def _compile(name: str, key: Any, builder: Callable[[], Callable], *args: Any, t
         return _COMPILED[full_key], 0.0
     t0 = time.perf_counter()
     disk_key = _programs.program_key(name, key, args, target)
-    compiled = None if disk_key is None else _programs.load(disk_key)
-    if compiled is None:
+
+    def build():
+        started = time.perf_counter()
         lowered = jax.jit(builder()).lower(*args)
         if disk_key is None:
-            compiled = lowered.compile()
-        else:
-            compiled = _programs.compile_and_store(disk_key, lowered, t0)
+            return lowered.compile()
+        return _programs.compile_and_store(disk_key, lowered, started)
+
+    loaded = None if disk_key is None else _programs.load(disk_key)
+    compiled = build() if loaded is None else _programs.Checked(loaded, disk_key, build)
     _COMPILED[full_key] = compiled
     while len(_COMPILED) > _MAX_COMPILED:
         _COMPILED.popitem(last=False)

@@ -221,3 +221,30 @@ def test_store_keeps_only_loadable_programs_within_its_size(tmp_path, monkeypatc
         os.utime(tmp_path / f"{key}.pkl", (2e9 + i, 2e9 + i))  # newer than "a"
     _programs._evict(tmp_path)
     assert sorted(p.stem[0] for p in tmp_path.glob("*.pkl")) == ["d", "e"]
+
+
+def test_a_loaded_program_missing_kernels_is_rebuilt_at_its_first_call(tmp_path, monkeypatch):
+    import jax
+
+    monkeypatch.setattr(_programs, "folder", lambda: tmp_path)
+    stored = tmp_path / f"{'f' * 64}.pkl"
+    stored.write_bytes(b"an executable without its kernels")
+
+    def incomplete(*args):
+        raise jax.errors.JaxRuntimeError("NOT_FOUND: Function fusion not found (type id: 1)")
+
+    built = []
+
+    def rebuild():
+        built.append(True)
+        return lambda x: x + 1
+
+    program = _programs.Checked(incomplete, "f" * 64, rebuild)
+    assert program(1) == 2 and program(2) == 3
+    assert built == [True] and not stored.exists()
+
+    def failing(*args):
+        raise jax.errors.JaxRuntimeError("INVALID_ARGUMENT: something else")
+
+    with pytest.raises(jax.errors.JaxRuntimeError, match="INVALID_ARGUMENT"):
+        _programs.Checked(failing, "f" * 64, rebuild)(1)
