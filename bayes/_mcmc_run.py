@@ -135,7 +135,7 @@ class Run:
                 self.timings = payload["timings"]
                 states = jax.tree.map(jnp.asarray, payload["states"])
                 return payload["t"], _shard_chains(states, self.num_chains)
-        points, compile_s = self.target._initial_points(init_key, self.num_chains, 100)
+        points, compile_s = self.target._initial_points(init_key, self.num_chains)
         self.timings["compile_s"] += compile_s
         points = _shard_chains(points, self.num_chains)
         if self.method == "chees" and self.num_adapt == 0:  # ChEES straight from the points

@@ -317,6 +317,11 @@ def _custom_calls(compiled: Any) -> list[str]:
 _lapack_lock = threading.Lock()
 
 
+def _ready(custom_calls: list[str]) -> bool:
+    """Whether a new process can run a program making these custom calls."""
+    return all(c.startswith(_READY_PREFIXES) for c in custom_calls)
+
+
 def _lapack_ready() -> None:
     """Register jaxlib's LAPACK kernels, as lowering a linear-algebra op would (~0.1 s once)."""
     from jax._src.lax import linalg
@@ -330,7 +335,7 @@ def _read(key: str) -> Any:
     path = folder() / f"{key}.pkl"
     try:
         custom_calls, payload, in_tree, out_tree = pickle.loads(path.read_bytes())
-        if not all(c.startswith(_READY_PREFIXES) for c in custom_calls):
+        if not _ready(custom_calls):
             raise ValueError(f"custom calls not known to be registered: {custom_calls}")
         if any(c.startswith("lapack_") for c in custom_calls):
             _lapack_ready()
@@ -440,7 +445,7 @@ def store(key: str, compiled: Any) -> bool:
     target_folder = folder()
     try:
         custom_calls = _custom_calls(compiled)
-        if not all(c.startswith(_READY_PREFIXES) for c in custom_calls):
+        if not _ready(custom_calls):
             return False
         from jax.experimental.serialize_executable import serialize
 

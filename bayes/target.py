@@ -266,7 +266,7 @@ class Target:
         return self._initial_points(rng_key, num_chains, max_tries)[0]
 
     def _initial_points(
-        self, rng_key: jax.Array, num_chains: int, max_tries: int
+        self, rng_key: jax.Array, num_chains: int, max_tries: int = 100
     ) -> tuple[tuple[PyTree, jax.Array, PyTree], float]:
         """:meth:`initial_points` and the seconds spent building its program (0 if built)."""
         from bayes.sampling import _compile

@@ -349,8 +349,6 @@ def time_to_first_draw(name: str, repeats: int = 5) -> dict[str, float]:
 
 
 def ttfd_section(ttfd: list[tuple[str, dict[str, float]]]) -> None:
-    import os as _os
-
     from _report import markdown_table, write_section
 
     header = ["posterior", "bayes, first draws", "NumPyro", "ratio", "bayes, InferenceData",
@@ -362,7 +360,7 @@ def ttfd_section(ttfd: list[tuple[str, dict[str, float]]]) -> None:
          t["arviz"]]
         for name, t in ttfd
     ]  # fmt: skip
-    load = _os.getloadavg()
+    load = os.getloadavg()
     body = (
         "Seconds from process start (imports included) in a fresh process whose caches are "
         "warm, 4 chains, 100 warmup + 100 draws, NUTS, float32; fastest of 5 runs, "
